@@ -1,0 +1,19 @@
+# TDP-CR workflow: sources -> Zarr tile store -> training -> evaluation -> tables and figures.
+# `snakemake --cores 8 all` runs the embedded default (synthetic data); see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/bench.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        tile_store(config["dataset"]),

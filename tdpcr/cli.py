@@ -1,0 +1,192 @@
+"""The ``tdpcr`` command line: a thin layer that parses arguments and calls the package.
+
+Errors a user can fix (:class:`~tdpcr.errors.TdpcrError`) are printed as one line,
+``tdpcr: error: <what and where>``, with exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tdpcr import __version__
+from tdpcr.errors import TdpcrError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from tdpcr.data.synthetic import write_synthetic_scenes
+
+    folders = write_synthetic_scenes(Path(args.out), args.scenes, args.size, args.seed)
+    print(f"wrote {len(folders)} synthetic scenes of {args.size}x{args.size} to {args.out}")
+
+
+def _cmd_tile(args: argparse.Namespace) -> None:
+    from tdpcr.data.sources import make_source
+    from tdpcr.data.tiling import tile_source
+
+    out = Path(args.out)
+    if out.suffix != ".zarr":
+        raise TdpcrError(f"--out {out}: expected a path ending in .zarr")
+    source = make_source(
+        args.source,
+        Path(args.root),
+        patch_size=args.patch_size,
+        stride=args.stride,
+        skip_incomplete=args.skip_incomplete,
+    )
+    summary = tile_source(
+        source,
+        out,
+        shard_patches=args.shard_patches,
+        split_seed=args.split_seed,
+        split_from=Path(args.split_from) if args.split_from else None,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(summary.to_json())
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from tdpcr.data.store import open_store
+
+    ds = open_store(Path(args.store))
+    splits = {name: int((ds["split"].values == name).sum()) for name in ("train", "val", "test")}
+    info = {
+        "store": args.store,
+        "patches": int(ds.sizes["patch"]),
+        "patch_size": int(ds.attrs["patch_size"]),
+        "variables": sorted(v for v in ds.data_vars),
+        "splits": splits,
+        "source_layout": ds.attrs["source_layout"],
+        "mean_cloud_cover": float(ds["cloud_cover"].mean().values),
+    }
+    print(json.dumps(info, indent=2))
+
+
+def _cmd_export_patch(args: argparse.Namespace) -> None:
+    from tdpcr.data.store import open_store, write_patch_geotiff
+    from tdpcr.errors import InputDataError
+
+    ds = open_store(Path(args.store))
+    ids = ds["patch"].values.tolist()
+    if args.patch not in ids:
+        raise InputDataError(f"{args.store}: no patch {args.patch!r} (e.g. {ids[0]!r})")
+    path = write_patch_geotiff(ds, ids.index(args.patch), args.variable, Path(args.out))
+    print(f"wrote {path}")
+
+
+def _cmd_check_config(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+
+    load_config(Path(args.config))
+    print(f"{args.config}: valid")
+
+
+def _cmd_bench_tiling(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.tiling import run_tiling_benchmark
+
+    result = run_tiling_benchmark(
+        Path(args.out),
+        size=args.size,
+        seed=args.seed,
+        workdir=Path(args.workdir),
+        workers=args.workers,
+    )
+    print(json.dumps(result, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="tdpcr",
+        description="TDP-CR: joint cloud removal and land-cover segmentation (S2 + S1).",
+    )
+    parser.add_argument("--version", action="version", version=f"tdpcr {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    synth = command("synth", _cmd_synth, "write synthetic S1/S2 scenes as GeoTIFF folders")
+    synth.add_argument("--out", required=True, help="output folder (one sub-folder per scene)")
+    synth.add_argument("--scenes", type=int, default=16, help="number of scenes")
+    synth.add_argument("--size", type=int, default=512, help="scene side in pixels (10 m)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed")
+
+    tile = command("tile", _cmd_tile, "cut a source layout into patches in a Zarr tile store")
+    tile.add_argument(
+        "--source", required=True, choices=("synthetic", "luojiaset", "sen12mscr", "scenes")
+    )
+    tile.add_argument("--root", required=True, help="folder of the source layout")
+    tile.add_argument("--out", required=True, help="tile store to write (STORE.zarr)")
+    tile.add_argument("--patch-size", type=int, default=256, help="patch side (scene sources)")
+    tile.add_argument("--stride", type=int, default=None, help="patch stride (scene sources)")
+    tile.add_argument("--shard-patches", type=int, default=16, help="patches per Zarr shard")
+    tile.add_argument("--split-seed", type=int, default=0, help="seed of the 8:1:1 split")
+    tile.add_argument(
+        "--split-from", default=None, help="reuse a split: a .zarr store or a patch_id,split CSV"
+    )
+    tile.add_argument(
+        "--skip-incomplete",
+        action="store_true",
+        help="drop patches missing a required piece (with a warning) instead of failing",
+    )
+    tile.add_argument("--workers", type=int, default=2, help="reader threads")
+    tile.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    info = command("info", _cmd_info, "summarise a tile store")
+    info.add_argument("store")
+
+    export = command("export-patch", _cmd_export_patch, "write one stored patch as a GeoTIFF")
+    export.add_argument("store")
+    export.add_argument("--patch", required=True, help="patch id")
+    export.add_argument("--variable", default="s2_cloudy", help="store variable")
+    export.add_argument("--out", required=True, help="GeoTIFF to write")
+
+    check = command("check-config", _cmd_check_config, "validate a workflow config file")
+    check.add_argument("config")
+
+    bench = command("bench", lambda a: None, "benchmarks writing JSON under results/bench/")
+    bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    tiling = bench_commands.add_parser("tiling", help="tiling throughput vs a plain baseline")
+    tiling.set_defaults(handler=_cmd_bench_tiling)
+    tiling.add_argument("--out", required=True, help="JSON file to write")
+    tiling.add_argument("--size", type=int, default=5490, help="scene side in pixels")
+    tiling.add_argument("--seed", type=int, default=0)
+    tiling.add_argument(
+        "--workdir", default="results/bench/tiling-work", help="scratch folder (removed afterwards)"
+    )
+    tiling.add_argument("--workers", type=int, default=2, help="reader threads")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tdpcr`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.handler(args)
+    except TdpcrError as err:
+        print(f"tdpcr: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("tdpcr: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""PyTorch access to the tile store: a torchgeo-style Dataset of dicts and a loader factory.
+
+The store is opened lazily inside each loader worker (after fork), indexing zarr arrays
+directly: one patch is one chunk, so a sample is one decompression per variable, with no
+xarray or dask overhead on the hot path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch.utils.data import DataLoader, Dataset
+
+from tdpcr.constants import SPLITS
+from tdpcr.data.normalize import normalise_s1, normalise_s2
+from tdpcr.data.store import open_store
+from tdpcr.errors import InputDataError
+
+#: Pieces a sample can carry, as in the store.
+SAMPLE_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask")
+
+
+class TileDataset(Dataset):
+    """Patches of one split of a tile store, as dicts of tensors.
+
+    A sample holds, for the pieces present in the store:
+
+    - ``s2_cloudy``, ``s2_clear``: float32 (13, H, W) reflectance in [0, 1]
+    - ``s1``: float32 (2, H, W) VV, VH scaled to [0, 1]
+    - ``landcover``: int64 (H, W) class index, 255 = ignore
+    - ``cloudmask``: uint8 (H, W) 1 = cloud/shadow, 0 = clear, 255 = unknown
+    - ``index``: int, the patch's position in the store; ``patch_id``: str
+
+    Args:
+        store: path of a ``.zarr`` tile store.
+        split: ``train``, ``val``, ``test`` or ``None`` for every patch.
+        crop: side of a random square crop (training); ``None`` returns full patches.
+        flips: random horizontal and vertical flips (training).
+        pieces: restrict to these pieces (all present ones by default).
+        seed: seed of crops and flips; each loader worker derives its own stream from torch's
+            per-worker seed, so runs with the same seed and worker count repeat exactly.
+    """
+
+    def __init__(
+        self,
+        store: Path,
+        split: str | None = "train",
+        *,
+        crop: int | None = None,
+        flips: bool = False,
+        pieces: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.store = Path(store)
+        ds = open_store(self.store)
+        if split is not None and split not in SPLITS:
+            raise InputDataError(f"split {split!r} unknown; expected one of {list(SPLITS)}")
+        present = [p for p in SAMPLE_PIECES if p in ds]
+        if pieces is not None:
+            absent = [p for p in pieces if p not in present]
+            if absent:
+                raise InputDataError(f"{self.store}: store has no {absent[0]!r} variable")
+            present = [p for p in present if p in pieces]
+        self.pieces = tuple(present)
+        splits = ds["split"].values
+        self.indices = np.arange(len(splits)) if split is None else np.flatnonzero(splits == split)
+        if len(self.indices) == 0:
+            raise InputDataError(f"{self.store}: split {split!r} has no patches")
+        self.patch_ids = ds["patch"].values[self.indices].tolist()
+        self.patch_size = int(ds.attrs["patch_size"])
+        if crop is not None and not 0 < crop <= self.patch_size:
+            raise InputDataError(f"crop {crop} must be in 1..{self.patch_size} (patch size)")
+        self.crop = crop
+        self.flips = flips
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._arrays: dict[str, zarr.Array] | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _open(self) -> dict[str, zarr.Array]:
+        # Re-open after a fork: zarr's async machinery must not be shared across processes.
+        if self._arrays is None or self._pid != os.getpid():
+            group = zarr.open_group(self.store, mode="r")
+            self._arrays = {p: group[p] for p in self.pieces}
+            self._pid = os.getpid()
+        return self._arrays
+
+    def reseed(self, seed: int) -> None:
+        """Restart the crop/flip stream (called per loader worker)."""
+        self._rng = np.random.default_rng(seed)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor | int | str]:
+        index = int(self.indices[item])
+        arrays = self._open()
+        y0 = x0 = 0
+        size = self.patch_size
+        if self.crop is not None:
+            size = self.crop
+            y0, x0 = (int(v) for v in self._rng.integers(0, self.patch_size - size + 1, 2))
+        flip_y = flip_x = False
+        if self.flips:
+            flip_y, flip_x = (bool(v) for v in self._rng.integers(0, 2, 2))
+        sample: dict[str, torch.Tensor | int | str] = {
+            "index": index,
+            "patch_id": self.patch_ids[item],
+        }
+        for piece, array in arrays.items():
+            window = array[index, ..., y0 : y0 + size, x0 : x0 + size]
+            if flip_y:
+                window = window[..., ::-1, :]
+            if flip_x:
+                window = window[..., ::-1]
+            sample[piece] = _to_tensor(piece, np.ascontiguousarray(window))
+        return sample
+
+
+def _to_tensor(piece: str, values: np.ndarray) -> torch.Tensor:
+    if piece in ("s2_cloudy", "s2_clear"):
+        return torch.from_numpy(normalise_s2(values))
+    if piece == "s1":
+        return torch.from_numpy(normalise_s1(values))
+    if piece == "landcover":
+        return torch.from_numpy(values.astype(np.int64))
+    return torch.from_numpy(values)
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        info.dataset.reseed(torch.initial_seed() % 2**32)
+
+
+def make_loader(
+    store: Path,
+    split: str | None,
+    *,
+    batch_size: int,
+    train: bool,
+    crop: int | None = None,
+    workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+    pieces: Sequence[str] | None = None,
+    drop_last: bool | None = None,
+    sampler: torch.utils.data.Sampler | None = None,
+) -> DataLoader:
+    """The loader every trainer and evaluator uses.
+
+    Training loaders shuffle, crop and flip; evaluation loaders return full patches in store
+    order. ``pin_memory`` defaults to "CUDA is available"; workers use fork and persist
+    across epochs.
+    """
+    dataset = TileDataset(
+        store, split, crop=crop if train else None, flips=train, pieces=pieces, seed=seed
+    )
+    generator = torch.Generator().manual_seed(seed)
+    kwargs: dict = {}
+    if workers > 0:
+        kwargs.update(persistent_workers=True, prefetch_factor=4, worker_init_fn=_seed_worker)
+        if "fork" in torch.multiprocessing.get_all_start_methods():
+            kwargs["multiprocessing_context"] = "fork"
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=train if drop_last is None else drop_last,
+        generator=generator,
+        **kwargs,
+    )

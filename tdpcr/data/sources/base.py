@@ -1,0 +1,204 @@
+"""What every source layout provides: a list of patch references and a reader for one patch.
+
+A source (synthetic scenes, LuojiaSET-OSFCR, SEN12MS-CR, user scenes) only has to find its files
+and say which file holds which piece; :func:`read_patch` does the reading, offset removal and the
+grid checks the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from tdpcr.data.rasters import Grid, read_raster
+from tdpcr.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+#: Band count, dtype in the store, and a human name of each piece.
+PIECE_SPECS: dict[str, tuple[int, str, str]] = {
+    "s2_cloudy": (13, "uint16", "cloudy Sentinel-2 L1C (13 bands)"),
+    "s2_clear": (13, "uint16", "cloud-free Sentinel-2 L1C (13 bands)"),
+    "s1": (2, "float32", "Sentinel-1 VV/VH dB (2 bands)"),
+    "landcover": (1, "uint8", "land-cover map (1 band)"),
+    "cloudmask": (1, "uint8", "cloud mask (1 band)"),
+}
+#: The piece whose grid every other piece is checked against.
+REFERENCE_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear")
+#: Largest tolerated misregistration between pieces, in reference pixels.
+MAX_SUBPIXEL_SHIFT = 1.0
+
+
+@dataclass(frozen=True)
+class PatchRef:
+    """Where one patch's pieces live.
+
+    Attributes:
+        patch_id: identifier taken from the source (``ROIs1970_fall_139_p839``, ``p22``,
+            ``scene03_r2_c1``).
+        files: piece name -> GeoTIFF path; pieces the source lacks for this patch are absent.
+        window: pixel window inside every file (scenes); ``None`` reads whole files (patches).
+        cloud_bin: cloud-cover bin given by the source layout (LuojiaSET folders), if any.
+        s2_offset: DN offset to subtract from S2 (1000 for processing baseline >= 04.00 data).
+        band_indexes: piece -> 1-based band indexes to read when a file holds more bands than
+            the store keeps (SEN12MS land cover: IGBP is band 1 of 4).
+    """
+
+    patch_id: str
+    files: dict[str, Path]
+    window: Window | None = None
+    cloud_bin: str | None = None
+    s2_offset: int = 0
+    band_indexes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class PatchData:
+    """The pieces of one patch, on the reference grid, in store dtypes."""
+
+    patch_id: str
+    arrays: dict[str, np.ndarray]
+    grid: Grid
+    s1_shift_m: tuple[float, float] = (0.0, 0.0)
+    cloud_bin: str | None = None
+
+
+class Source(ABC):
+    """A dataset layout on disk.
+
+    Subclasses find files in ``__init__`` and list them in :meth:`patches`. ``pieces`` names what
+    the source can hold; a piece in ``pieces`` that is missing for some patch is filled with the
+    piece's no-data value by the tiler, a piece not in ``pieces`` is absent from the store.
+    """
+
+    #: layout name written to the store's attributes
+    name: str = ""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputDataError(f"{self.root}: source folder not found")
+
+    @property
+    @abstractmethod
+    def pieces(self) -> tuple[str, ...]:
+        """Pieces present for at least one patch, in :data:`tdpcr.constants.PIECES` order."""
+
+    @abstractmethod
+    def patches(self) -> list[PatchRef]:
+        """Every patch, sorted by id, each with at least S2 (cloudy or clear)."""
+
+    def map_labels(self, landcover: np.ndarray) -> np.ndarray:
+        """Map the source's label values onto the project's classes (0..6, 255 = no label)."""
+        return landcover
+
+    def read(self, ref: PatchRef) -> PatchData:
+        """Read one patch; see :func:`read_patch`."""
+        data = read_patch(ref)
+        if "landcover" in data.arrays:
+            data.arrays["landcover"] = self.map_labels(data.arrays["landcover"]).astype(np.uint8)
+        return data
+
+
+def read_patch(ref: PatchRef) -> PatchData:
+    """Read every piece of ``ref``, check they share one grid, convert to store dtypes.
+
+    - S2 DN: the source's offset is removed (clipped at 0) and kept as uint16 reflectance x 1e4.
+    - S1: float32 dB; a sub-pixel shift from the S2 grid is tolerated and returned, anything
+      larger (or a different size) raises.
+    - NaN in S2 or S1: an all-NaN piece raises; isolated NaN in S1 are kept for the loader to
+      handle, isolated NaN in integer pieces cannot occur.
+
+    Raises:
+        InputDataError: naming the file and what was expected.
+    """
+    reference_piece = next((p for p in REFERENCE_PIECES if p in ref.files), None)
+    if reference_piece is None:
+        raise InputDataError(
+            f"{ref.patch_id}: no Sentinel-2 file found (expected s2_cloudy or s2_clear)"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    grids: dict[str, Grid] = {}
+    for piece, path in ref.files.items():
+        bands, dtype, what = PIECE_SPECS[piece]
+        indexes = ref.band_indexes.get(piece)
+        data, grid = read_raster(
+            path, bands=None if indexes else bands, window=ref.window, what=what
+        )
+        if indexes:
+            if data.shape[0] < max(indexes):
+                raise InputDataError(
+                    f"{path}: expected {what} in band(s) {indexes}, file has {data.shape[0]}"
+                )
+            data = data[[i - 1 for i in indexes]]
+        arrays[piece] = _to_store_dtype(piece, data, path, ref.s2_offset)
+        grids[piece] = grid
+
+    reference = grids[reference_piece]
+    s1_shift = (0.0, 0.0)
+    for piece, grid in grids.items():
+        path = ref.files[piece]
+        if (grid.height, grid.width) != (reference.height, reference.width):
+            raise InputDataError(
+                f"{path}: size {grid.width}x{grid.height} differs from "
+                f"{ref.files[reference_piece].name} ({reference.width}x{reference.height})"
+            )
+        dx, dy = grid.offset_from(reference)
+        if abs(dx) >= MAX_SUBPIXEL_SHIFT or abs(dy) >= MAX_SUBPIXEL_SHIFT:
+            raise InputDataError(
+                f"{path}: grid shifted by ({dx:.2f}, {dy:.2f}) pixels from "
+                f"{ref.files[reference_piece].name}; expected co-registered (< 1 pixel)"
+            )
+        if abs(grid.transform.a - reference.transform.a) > 1e-6 * abs(reference.transform.a):
+            raise InputDataError(
+                f"{path}: pixel size {grid.transform.a} differs from "
+                f"{ref.files[reference_piece].name} ({reference.transform.a})"
+            )
+        if piece == "s1":
+            s1_shift = grid.shift_m_from(reference)
+
+    for piece in ("s2_cloudy", "s2_clear"):
+        if piece in arrays and arrays[piece].ndim != 3:
+            raise InputDataError(f"{ref.files[piece]}: expected (band, y, x) data")
+    for piece in ("landcover", "cloudmask"):
+        if piece in arrays:
+            arrays[piece] = arrays[piece][0]
+    return PatchData(ref.patch_id, arrays, reference, s1_shift, ref.cloud_bin)
+
+
+def _to_store_dtype(piece: str, data: np.ndarray, path: Path, s2_offset: int) -> np.ndarray:
+    """Convert raw file values of ``piece`` to the store's dtype and value convention."""
+    if data.dtype.kind == "f":
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise InputDataError(f"{path}: every pixel is NaN or infinite; expected valid data")
+    if piece in ("s2_cloudy", "s2_clear"):
+        values = data.astype(np.float32)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            # A few NaN in a float S2 file: replace by the band mean, as DSen2-CR and GLF-CR do.
+            band_mean = np.nanmean(np.where(np.isfinite(values), values, np.nan), axis=(1, 2))
+            values = np.where(np.isfinite(values), values, band_mean[:, None, None])
+        values = np.clip(values - s2_offset, 0, 65535)
+        return np.rint(values).astype(np.uint16)
+    if piece == "s1":
+        return data.astype(np.float32)
+    if piece == "cloudmask":
+        values = np.nan_to_num(data.astype(np.float32), nan=0.0)
+        if values.max(initial=0) > 1.0:
+            # Masks stored as 0/255 or percentages: anything above half the range is cloud.
+            values = values / values.max()
+        return (values >= 0.5).astype(np.uint8)
+    if piece == "landcover":
+        if data.dtype.kind == "f":
+            data = np.nan_to_num(data, nan=255)
+        return (
+            data.astype(np.uint8)
+            if data.max(initial=0) <= 255
+            else np.clip(data, 0, 255).astype(np.uint8)
+        )
+    raise ValueError(f"unknown piece {piece!r}")

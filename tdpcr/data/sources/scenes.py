@@ -1,0 +1,112 @@
+"""Full scenes as folders of GeoTIFFs (the synthetic default and users' own scenes).
+
+Layout, one folder per scene (any size, any UTM CRS)::
+
+    root/<scene>/s2_cloudy.tif   13 bands uint16, reflectance x 1e4
+    root/<scene>/s2_clear.tif    optional, same grid
+    root/<scene>/s1.tif          2 bands float32 dB (VV, VH), same grid (sub-pixel shifts tolerated)
+    root/<scene>/landcover.tif   optional, uint8, 255 = no label
+    root/<scene>/cloudmask.tif   optional, uint8 0/1
+
+Each scene is cut into ``patch_size`` patches on a regular grid with ``stride``; a partial last
+row or column is shifted back to end at the scene edge, so every pixel is covered and every
+patch is full size. Patch ids are ``<scene>_r<row>_c<col>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rasterio.windows import Window
+
+from tdpcr.constants import PIECES
+from tdpcr.data.rasters import read_grid
+from tdpcr.data.sources.base import PatchRef, Source
+from tdpcr.errors import InputDataError
+
+REQUIRED_PIECES = ("s2_cloudy", "s1")
+
+
+def grid_offsets(length: int, patch_size: int, stride: int) -> list[int]:
+    """Start offsets covering ``length`` with ``patch_size`` windows every ``stride`` pixels.
+
+    The last window is moved back to end exactly at ``length`` (overlapping its neighbour)
+    rather than padded, so patches hold only real pixels.
+    """
+    if length < patch_size:
+        return []
+    offsets = list(range(0, length - patch_size + 1, stride))
+    if offsets[-1] + patch_size < length:
+        offsets.append(length - patch_size)
+    return offsets
+
+
+class SceneSource(Source):
+    """Folders of full-scene GeoTIFFs cut into patches on a regular grid."""
+
+    name = "scenes"
+
+    def __init__(
+        self,
+        root: Path,
+        patch_size: int = 256,
+        stride: int | None = None,
+        skip_incomplete: bool = False,
+    ) -> None:
+        super().__init__(root)
+        self.patch_size = patch_size
+        self.stride = stride or patch_size
+        scene_dirs = sorted(p for p in self.root.iterdir() if (p / "s2_cloudy.tif").exists())
+        if not scene_dirs:
+            raise InputDataError(
+                f"{self.root}: no scene folders found; expected <scene>/s2_cloudy.tif, "
+                "<scene>/s1.tif and optional s2_clear.tif, landcover.tif, cloudmask.tif"
+            )
+        self._refs: list[PatchRef] = []
+        present: set[str] = set()
+        for scene_dir in scene_dirs:
+            files = {p: scene_dir / f"{p}.tif" for p in PIECES if (scene_dir / f"{p}.tif").exists()}
+            missing = [p for p in REQUIRED_PIECES if p not in files]
+            if missing:
+                if skip_incomplete:
+                    continue
+                raise InputDataError(f"{scene_dir / (missing[0] + '.tif')}: file not found")
+            present.update(files)
+            grid = read_grid(files["s2_cloudy"])
+            for piece, path in files.items():
+                other = read_grid(path)
+                if (other.height, other.width) != (grid.height, grid.width):
+                    raise InputDataError(
+                        f"{path}: {piece} is {other.width}x{other.height}, expected the "
+                        f"{grid.width}x{grid.height} grid of s2_cloudy.tif (reproject it first)"
+                    )
+            rows = grid_offsets(grid.height, patch_size, self.stride)
+            cols = grid_offsets(grid.width, patch_size, self.stride)
+            if not rows or not cols:
+                raise InputDataError(
+                    f"{files['s2_cloudy']}: scene is {grid.width}x{grid.height}, "
+                    f"smaller than one {patch_size}x{patch_size} patch"
+                )
+            for r, row in enumerate(rows):
+                for c, col in enumerate(cols):
+                    self._refs.append(
+                        PatchRef(
+                            patch_id=f"{scene_dir.name}_r{r}_c{c}",
+                            files=files,
+                            window=Window(col, row, patch_size, patch_size),
+                        )
+                    )
+        self._pieces = tuple(p for p in PIECES if p in present)
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        return self._pieces
+
+    def patches(self) -> list[PatchRef]:
+        return list(self._refs)
+
+
+class SyntheticSource(SceneSource):
+    """The embedded default: scenes written by ``tdpcr synth`` (same layout as user scenes)."""
+
+    name = "synthetic"

@@ -1,0 +1,124 @@
+"""The tile store: one Zarr v3 store of co-registered patches that every later stage reads.
+
+Contract (checked by :func:`check_store`, relied on by training, evaluation and prediction):
+
+===============  ======================  =======  ==========================================
+variable         dims                    dtype    meaning
+===============  ======================  =======  ==========================================
+``s2_cloudy``    patch, band, y, x       uint16   reflectance x 1e4, radiometric offset removed
+``s2_clear``     patch, band, y, x       uint16   same, cloud-free reference
+``s1``           patch, sar_band, y, x   float32  backscatter in dB (VV, VH)
+``landcover``    patch, y, x             uint8    class index, 255 = no label
+``cloudmask``    patch, y, x             uint8    1 = cloud or shadow, 0 = clear, 255 = unknown
+``split``        patch                   str      train / val / test
+``cloud_cover``  patch                   float32  cloud fraction of the patch (NaN if unknown)
+``crs_wkt``      patch                   str      CRS of the patch as WKT
+``transform``    patch, affine           float64  GDAL geotransform (c, a, b, f, d, e)
+``s1_shift_m``   patch, xy               float32  S1 grid origin minus S2 grid origin (m)
+===============  ======================  =======  ==========================================
+
+Pieces a source does not have are absent variables, never zeros. The ``patch`` coordinate holds
+the source's patch ids. Band names, class names, the source layout and normalisation constants
+are attributes. Every pixel variable has one chunk per patch, grouped into shards.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from rasterio.transform import Affine
+
+from tdpcr.data.rasters import write_geotiff
+from tdpcr.errors import InputDataError
+
+STORE_FORMAT_VERSION = 1
+PIXEL_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "s2_cloudy": (("patch", "band", "y", "x"), "uint16"),
+    "s2_clear": (("patch", "band", "y", "x"), "uint16"),
+    "s1": (("patch", "sar_band", "y", "x"), "float32"),
+    "landcover": (("patch", "y", "x"), "uint8"),
+    "cloudmask": (("patch", "y", "x"), "uint8"),
+}
+PATCH_VARIABLES: tuple[str, ...] = ("split", "cloud_cover", "crs_wkt", "transform", "s1_shift_m")
+REQUIRED_ATTRS: tuple[str, ...] = (
+    "tdpcr_store_version",
+    "source_layout",
+    "s2_bands",
+    "s1_bands",
+    "class_names",
+    "normalisation",
+    "patch_size",
+)
+
+
+def open_store(path: Path) -> xr.Dataset:
+    """Open a tile store lazily (dask-backed) and check its contract.
+
+    Raises:
+        InputDataError: the path is missing, not a Zarr store, or breaks the contract.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{path}: tile store not found; build it with `tdpcr tile`")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(path, consolidated=None)
+    except Exception as err:  # zarr raises a zoo of types for a broken store
+        raise InputDataError(f"{path}: not a readable Zarr store ({err})") from None
+    check_store(ds, path)
+    return ds
+
+
+def check_store(ds: xr.Dataset, path: Path | str = "store") -> None:
+    """Raise InputDataError naming the first way ``ds`` breaks the store contract."""
+    missing_attrs = [a for a in REQUIRED_ATTRS if a not in ds.attrs]
+    if missing_attrs:
+        raise InputDataError(
+            f"{path}: not a tdpcr tile store (attribute {missing_attrs[0]!r} missing)"
+        )
+    version = ds.attrs["tdpcr_store_version"]
+    if version != STORE_FORMAT_VERSION:
+        raise InputDataError(
+            f"{path}: tile store format {version}, this tdpcr reads {STORE_FORMAT_VERSION}; "
+            "re-run `tdpcr tile`"
+        )
+    for name in PATCH_VARIABLES:
+        if name not in ds:
+            raise InputDataError(f"{path}: variable {name!r} missing")
+    if "s2_cloudy" not in ds and "s2_clear" not in ds:
+        raise InputDataError(f"{path}: neither s2_cloudy nor s2_clear present")
+    for name, (dims, dtype) in PIXEL_VARIABLES.items():
+        if name in ds and (ds[name].dims != dims or ds[name].dtype != np.dtype(dtype)):
+            raise InputDataError(
+                f"{path}: variable {name!r} is {ds[name].dims} {ds[name].dtype}, "
+                f"expected {dims} {dtype}"
+            )
+
+
+def patch_transform(ds: xr.Dataset, index: int) -> Affine:
+    """The rasterio Affine of patch ``index`` (stored in GDAL order)."""
+    return Affine.from_gdal(*ds["transform"].values[index].tolist())
+
+
+def write_patch_geotiff(ds: xr.Dataset, index: int, variable: str, path: Path) -> Path:
+    """Write one patch of ``variable`` back to a georeferenced GeoTIFF."""
+    if variable not in ds:
+        raise InputDataError(f"store has no variable {variable!r}; present: {list(ds.data_vars)}")
+    data = np.asarray(ds[variable].isel(patch=index).values)
+    names = None
+    if variable in ("s2_cloudy", "s2_clear"):
+        names = tuple(ds.attrs["s2_bands"])
+    elif variable == "s1":
+        names = tuple(ds.attrs["s1_bands"])
+    return write_geotiff(
+        path,
+        data,
+        crs=str(ds["crs_wkt"].values[index]),
+        transform=patch_transform(ds, index),
+        band_descriptions=names,
+        nodata=255 if variable in ("landcover", "cloudmask") else None,
+    )

@@ -1,0 +1,361 @@
+"""Cut a source into patches and write the tile store (xarray + dask + Zarr v3).
+
+Design, and why:
+
+- One writer, region writes of whole shards. A template with every variable is written first
+  (metadata only, from lazy dask arrays), then each group of ``shard_patches`` patches is read
+  in parallel (dask threaded scheduler; rasterio releases the GIL) and written into its own
+  shard. Writes never straddle shards, which zarr does not make safe, and peak memory is one
+  group of patches, independent of dataset or scene size.
+- Everything is written to a hidden temporary store beside the output and renamed at the end,
+  so a failure (bad file, interrupt) never leaves a store a later step would trust.
+- Per-patch metadata (cloud cover, CRS, transform) is collected while reading; the split needs
+  every patch's cloud cover and is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from tqdm.auto import tqdm
+from zarr.codecs import BloscCodec
+
+from tdpcr import __version__
+from tdpcr.constants import (
+    CLASS_NAMES,
+    CLOUD_BINS,
+    IGNORE_INDEX,
+    PIECES,
+    S1_BANDS,
+    S1_CLIP_DB,
+    S2_BANDS,
+    S2_SCALE,
+)
+from tdpcr.data.sources.base import PatchData, PatchRef, Source
+from tdpcr.data.split import apply_split, read_split_file, stratified_split
+from tdpcr.data.store import PIXEL_VARIABLES, STORE_FORMAT_VERSION
+from tdpcr.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+#: Pieces that may be missing for some patches of a source; filled with this no-data value.
+OPTIONAL_FILL: dict[str, int] = {"landcover": IGNORE_INDEX, "cloudmask": 255}
+#: Visible bands (B2, B3, B4) used to estimate cloud cover when a source has no cloud mask.
+VISIBLE_BAND_INDEXES = (1, 2, 3)
+#: Mean visible brightening (reflectance) above which a pixel counts as cloud in that estimate.
+DERIVED_CLOUD_THRESHOLD = 0.04
+COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+@dataclass
+class TilingSummary:
+    """What a tiling run did; printed by the command line and used by the benchmark."""
+
+    store: str
+    source_layout: str
+    patches: int
+    pieces: list[str]
+    splits: dict[str, int]
+    cloud_cover_bins: dict[str, int]
+    seconds: float
+    input_megabytes: float
+    store_megabytes: float
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2)
+
+
+def tile_source(
+    source: Source,
+    out: Path,
+    *,
+    shard_patches: int = 16,
+    split_seed: int = 0,
+    split_from: Path | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> TilingSummary:
+    """Write every patch of ``source`` into a new tile store at ``out``.
+
+    Args:
+        source: a reader from :func:`tdpcr.data.sources.make_source`.
+        out: the ``.zarr`` folder to create (replaced if it exists, only once complete).
+        shard_patches: patches per shard (one file per shard and variable).
+        split_seed: seed of the stratified 8:1:1 split.
+        split_from: reuse the split of an existing store or ``patch_id,split`` CSV.
+        workers: threads reading patches.
+        progress: show a progress bar.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    refs = source.patches()
+    if not refs:
+        raise InputDataError(f"{source.root}: no patches found")
+    pieces = [p for p in PIECES if p in source.pieces]
+    required = [p for p in pieces if p not in OPTIONAL_FILL]
+    for ref in refs:
+        missing = [p for p in required if p not in ref.files]
+        if missing:
+            raise InputDataError(f"{source.root}: patch {ref.patch_id} has no {missing[0]} file")
+    patch_size = _patch_size(source, refs[0])
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_template(tmp, source, refs, pieces, patch_size, shard_patches)
+        metadata = _write_pixels(
+            tmp, source, refs, pieces, patch_size, shard_patches, workers, progress
+        )
+        ids = [ref.patch_id for ref in refs]
+        if split_from is not None:
+            splits = apply_split(ids, read_split_file(split_from), split_from)
+        else:
+            splits = stratified_split(ids, _covers_for_split(metadata), seed=split_seed)
+        _write_patch_variables(tmp, metadata, splits)
+        # Attributes last: appending variables resets them, and a store without them is
+        # rejected by open_store, which also guards against a half-written store.
+        zarr.open_group(tmp, mode="r+", zarr_format=3).attrs.update(
+            _store_attrs(source, pieces, patch_size)
+        )
+        with warnings.catch_warnings():
+            # Consolidated metadata is a zarr-python extension to v3; it lets a plain
+            # xr.open_zarr(STORE) open the store without a fallback warning.
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(tmp, zarr_format=3)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    covers = np.array([m["cloud_cover"] for m in metadata], dtype=float)
+    bins = {name: 0 for name in CLOUD_BINS}
+    for cover in covers[np.isfinite(covers)]:
+        bins[CLOUD_BINS[min(int(cover * 5), 4)]] += 1
+    return TilingSummary(
+        store=str(out),
+        source_layout=source.name,
+        patches=len(refs),
+        pieces=pieces,
+        splits={name: int((splits == name).sum()) for name in ("train", "val", "test")},
+        cloud_cover_bins=bins,
+        seconds=round(time.perf_counter() - started, 3),
+        input_megabytes=round(sum(m["input_bytes"] for m in metadata) / 1e6, 3),
+        store_megabytes=round(_folder_bytes(out) / 1e6, 3),
+    )
+
+
+def _patch_size(source: Source, first: PatchRef) -> int:
+    if first.window is not None:
+        return int(first.window.width)
+    data = source.read(first)
+    if data.grid.height != data.grid.width:
+        raise InputDataError(
+            f"{next(iter(first.files.values()))}: patch is {data.grid.width}x{data.grid.height}; "
+            "expected square patches"
+        )
+    return data.grid.height
+
+
+def _write_template(
+    tmp: Path,
+    source: Source,
+    refs: list[PatchRef],
+    pieces: list[str],
+    patch_size: int,
+    shard_patches: int,
+) -> None:
+    """Create the store with every pixel variable's metadata (no data written yet)."""
+    n = len(refs)
+    variables = {}
+    encoding = {}
+    for piece in pieces:
+        dims, dtype = PIXEL_VARIABLES[piece]
+        shape = _shape(piece, n, patch_size)
+        chunks = (1, *shape[1:])
+        variables[piece] = (dims, da.zeros(shape, dtype=dtype, chunks=(shard_patches, *shape[1:])))
+        encoding[piece] = {
+            "chunks": chunks,
+            "shards": (shard_patches, *shape[1:]),
+            "compressors": (COMPRESSOR,),
+            "fill_value": OPTIONAL_FILL.get(piece, 0),
+        }
+    ds = xr.Dataset(
+        variables,
+        coords={"patch": np.array([r.patch_id for r in refs], dtype=object)},
+    )
+    with warnings.catch_warnings():
+        # Variable-length strings (patch ids) are not yet in the frozen Zarr v3 spec.
+        warnings.simplefilter("ignore")
+        ds.to_zarr(
+            tmp, mode="w", zarr_format=3, consolidated=False, compute=False, encoding=encoding
+        )
+
+
+def _shape(piece: str, n: int, patch_size: int) -> tuple[int, ...]:
+    if piece in ("s2_cloudy", "s2_clear"):
+        return (n, len(S2_BANDS), patch_size, patch_size)
+    if piece == "s1":
+        return (n, len(S1_BANDS), patch_size, patch_size)
+    return (n, patch_size, patch_size)
+
+
+def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
+    if "cloudmask" in pieces:
+        cover_method = "fraction of cloudmask == 1 over known pixels"
+    else:
+        cover_method = (
+            "estimated: fraction of pixels whose mean B2-B4 reflectance is more than "
+            f"{DERIVED_CLOUD_THRESHOLD} brighter in s2_cloudy than in s2_clear"
+        )
+    return {
+        "tdpcr_store_version": STORE_FORMAT_VERSION,
+        "tdpcr_version": __version__,
+        "source_layout": source.name,
+        "source_root": str(Path(source.root).resolve()),
+        "s2_bands": list(S2_BANDS),
+        "s1_bands": list(S1_BANDS),
+        "class_names": list(CLASS_NAMES),
+        "ignore_index": IGNORE_INDEX,
+        "label_legend": getattr(source, "label_legend", "tdpcr classes 0..6 (class_names)"),
+        "patch_size": patch_size,
+        "transform_order": "GDAL (c, a, b, f, d, e)",
+        "cloud_cover_method": cover_method,
+        "normalisation": {
+            "s2": f"reflectance = DN / {S2_SCALE:g}, clipped to [0, 1]",
+            "s2_scale": S2_SCALE,
+            "s1": "dB clipped per band to s1_clip_db, then scaled to [0, 1]; NaN -> 0",
+            "s1_clip_db": {band: list(S1_CLIP_DB[band]) for band in S1_BANDS},
+        },
+    }
+
+
+def _write_pixels(
+    tmp: Path,
+    source: Source,
+    refs: list[PatchRef],
+    pieces: list[str],
+    patch_size: int,
+    shard_patches: int,
+    workers: int,
+    progress: bool,
+) -> list[dict]:
+    """Read and write shard by shard; return per-patch metadata."""
+    metadata: list[dict] = []
+    bar = tqdm(
+        total=len(refs),
+        desc=f"tiling {source.name}",
+        unit="patch",
+        disable=not progress,
+        mininterval=1.0,
+    )
+    for start in range(0, len(refs), shard_patches):
+        group = refs[start : start + shard_patches]
+        tasks = [dask.delayed(source.read, pure=False)(ref) for ref in group]
+        patches: tuple[PatchData, ...] = dask.compute(
+            *tasks, scheduler="threads", num_workers=max(1, workers)
+        )
+        arrays = {}
+        for piece in pieces:
+            dims, dtype = PIXEL_VARIABLES[piece]
+            stacked = np.empty(_shape(piece, len(group), patch_size), dtype=dtype)
+            for i, patch in enumerate(patches):
+                stacked[i] = _piece_or_fill(patch, piece, group[i], stacked.shape[1:])
+            arrays[piece] = (dims, stacked)
+        region = {"patch": slice(start, start + len(group))}
+        xr.Dataset(arrays).to_zarr(tmp, region=region, zarr_format=3, consolidated=False)
+        for ref, patch in zip(group, patches, strict=True):
+            metadata.append(_patch_metadata(ref, patch))
+        bar.update(len(group))
+    bar.close()
+    return metadata
+
+
+def _piece_or_fill(
+    patch: PatchData, piece: str, ref: PatchRef, shape: tuple[int, ...]
+) -> np.ndarray:
+    if piece not in patch.arrays:
+        return np.full(shape, OPTIONAL_FILL[piece], dtype=PIXEL_VARIABLES[piece][1])
+    array = patch.arrays[piece]
+    if array.shape != shape:
+        raise InputDataError(
+            f"{ref.files[piece]}: {piece} is {array.shape}, expected {shape} like the other patches"
+        )
+    return array
+
+
+def _patch_metadata(ref: PatchRef, patch: PatchData) -> dict:
+    arrays = patch.arrays
+    return {
+        "cloud_cover": estimate_cloud_cover(arrays),
+        "cloud_bin": patch.cloud_bin,
+        "crs_wkt": patch.grid.crs.to_wkt() if patch.grid.crs is not None else "",
+        "transform": patch.grid.transform.to_gdal(),
+        "s1_shift_m": patch.s1_shift_m,
+        "input_bytes": sum(a.nbytes for a in arrays.values()),
+    }
+
+
+def estimate_cloud_cover(arrays: dict[str, np.ndarray]) -> float:
+    """Cloud fraction of a patch: from its cloud mask, else from cloudy vs clear brightness.
+
+    Returns NaN when neither is available (a scene with no clear reference and no mask).
+    """
+    mask = arrays.get("cloudmask")
+    if mask is not None:
+        known = mask != 255
+        if known.any():
+            return float((mask[known] == 1).mean())
+    if "s2_cloudy" in arrays and "s2_clear" in arrays:
+        visible = list(VISIBLE_BAND_INDEXES)
+        cloudy = arrays["s2_cloudy"][visible].astype(np.float32).mean(axis=0)
+        clear = arrays["s2_clear"][visible].astype(np.float32).mean(axis=0)
+        return float(((cloudy - clear) / S2_SCALE > DERIVED_CLOUD_THRESHOLD).mean())
+    return float("nan")
+
+
+def _covers_for_split(metadata: list[dict]) -> list[float]:
+    """Cloud cover per patch for stratification; the source's bin stands in where unknown."""
+    covers = []
+    for m in metadata:
+        cover = m["cloud_cover"]
+        if not np.isfinite(cover) and m["cloud_bin"] in CLOUD_BINS:
+            cover = (CLOUD_BINS.index(m["cloud_bin"]) + 0.5) / 5
+        covers.append(cover if np.isfinite(cover) else 0.0)
+    return covers
+
+
+def _write_patch_variables(tmp: Path, metadata: list[dict], splits: np.ndarray) -> None:
+    ds = xr.Dataset(
+        {
+            "split": ("patch", np.asarray(splits, dtype=object)),
+            "cloud_cover": ("patch", np.array([m["cloud_cover"] for m in metadata], np.float32)),
+            "crs_wkt": ("patch", np.array([m["crs_wkt"] for m in metadata], dtype=object)),
+            "transform": (("patch", "affine"), np.array([m["transform"] for m in metadata])),
+            "s1_shift_m": (
+                ("patch", "xy"),
+                np.array([m["s1_shift_m"] for m in metadata], np.float32),
+            ),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(tmp, mode="a", zarr_format=3, consolidated=False)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

@@ -1,0 +1,13 @@
+"""Exceptions that the command line turns into one-line messages and a non-zero exit."""
+
+
+class TdpcrError(Exception):
+    """Base class for errors a user can fix (bad input, bad config); shown as one line."""
+
+
+class InputDataError(TdpcrError):
+    """A raster, folder or store does not match what tdpcr expects. The message names the path."""
+
+
+class ConfigError(TdpcrError):
+    """A configuration key is unknown, missing or has the wrong type. The message names the key."""

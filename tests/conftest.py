@@ -1,0 +1,29 @@
+"""Shared fixtures: small fake scene folders and the tile stores built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import make_scenes
+from tdpcr.data.sources import make_source
+from tdpcr.data.tiling import tile_source
+
+#: ../shared/realdata next to the repository (absent in a user's clone: tests skip).
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def scenes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten 80x100 scenes -> 3 x 4 patches of 32x32 each (120 patches), cloud cover 0..1."""
+    return make_scenes(tmp_path_factory.mktemp("scenes"), n_scenes=10, height=80, width=100)
+
+
+@pytest.fixture(scope="session")
+def scene_store(scenes_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tile store of ``scenes_root`` with 32x32 patches, shards of 4."""
+    out = tmp_path_factory.mktemp("stores") / "scenes.zarr"
+    source = make_source("scenes", scenes_root, patch_size=32)
+    tile_source(source, out, shard_patches=4, split_seed=0, progress=False)
+    return out

@@ -1,0 +1,27 @@
+# Benchmarks: each writes JSON under results/bench/ (not part of `all`; run `snakemake bench`).
+
+
+rule bench:
+    input:
+        "results/bench/tiling.json",
+
+
+rule bench_tiling:
+    output:
+        "results/bench/tiling.json",
+    params:
+        size=config.get("bench", {}).get("tiling_scene_size", 5490),
+        seed=config.get("bench", {}).get("seed", 0),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/bench_tiling.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_tiling.tsv"
+    shell:
+        "tdpcr bench tiling --out {output} --size {params.size} --seed {params.seed}"
+        " --workdir results/bench/tiling-work --workers {threads} > {log} 2>&1"
