@@ -19,6 +19,13 @@ from tdpcr.errors import TdpcrError
 EXIT_USER_ERROR = 2
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (the full usage is one --help away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _cmd_synth(args: argparse.Namespace) -> None:
     from tdpcr.data.synthetic import write_synthetic_scenes
 
@@ -103,13 +110,15 @@ def _cmd_bench_tiling(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="tdpcr",
         description="TDP-CR: joint cloud removal and land-cover segmentation (S2 + S1).",
     )
     parser.add_argument("--version", action="version", version=f"tdpcr {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser
+    )
 
     def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -156,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config")
 
     bench = command("bench", lambda a: None, "benchmarks writing JSON under results/bench/")
-    bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    bench_commands = bench.add_subparsers(
+        dest="bench", required=True, metavar="BENCHMARK", parser_class=_OneLineParser
+    )
     tiling = bench_commands.add_parser("tiling", help="tiling throughput vs a plain baseline")
     tiling.set_defaults(handler=_cmd_bench_tiling)
     tiling.add_argument("--out", required=True, help="JSON file to write")

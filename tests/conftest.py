@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import make_scenes
 from tdpcr.data.sources import make_source
 from tdpcr.data.tiling import tile_source
+from tests.fakes import make_scenes
 
 #: ../shared/realdata next to the repository (absent in a user's clone: tests skip).
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"

@@ -12,14 +12,14 @@ import rasterio
 import xarray as xr
 import zarr
 
-from tests.conftest import REALDATA
-from tests.fakes import make_luojiaset, make_scenes, read_tif
 from tdpcr.constants import CLASS_NAMES, S2_BANDS, SPLITS, cloud_bin_index
 from tdpcr.data.sources import make_source
 from tdpcr.data.sources.scenes import grid_offsets
 from tdpcr.data.split import stratified_split
 from tdpcr.data.store import open_store, write_patch_geotiff
 from tdpcr.data.tiling import tile_source
+from tests.conftest import REALDATA
+from tests.fakes import make_luojiaset, make_scenes, read_tif
 
 
 def test_grid_offsets_cover_every_pixel_with_full_patches() -> None:
