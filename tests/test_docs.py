@@ -1,0 +1,59 @@
+"""The README's set-up commands, CI, lint and the workflow's own checks stay consistent."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_setup_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block, "README has no bash block"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_setup_commands() -> None:
+    commands = readme_setup_commands()
+    assert len(commands) == 2
+    install_and_run, install_and_test = commands
+    assert install_and_run.endswith("snakemake --cores 8 all")
+    assert install_and_test.endswith("pytest")
+    assert "torch" not in install_and_run  # torch comes pinned from envs/requirements.txt
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert readme_setup_commands()[1] in ci.splitlines()
+
+
+def test_requirements_pin_every_package_and_torch() -> None:
+    lines = [
+        line.strip()
+        for line in (REPO / "envs" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert "torch==2.13.0" in lines
+    assert all("==" in line for line in lines), [x for x in lines if "==" not in x]
+
+
+def test_ruff_clean() -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff not installed")
+    result = subprocess.run([ruff, "check", str(REPO)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_snakemake_lint_reports_good_condition() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
+    assert "good condition" in result.stdout + result.stderr, result.stdout[-3000:]
