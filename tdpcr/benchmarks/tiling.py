@@ -21,8 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-_TDPCR_SIDE = """
-import json, resource, sys, time
+# Peak RSS is read from VmHWM (/proc/self/status): unlike getrusage's ru_maxrss it is not
+# inherited from the parent process across fork + exec (the parent held the generated scene).
+_PEAK_RSS = """
+def peak_rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+_TDPCR_SIDE = _PEAK_RSS + """
+import json, sys, time
 from pathlib import Path
 from tdpcr.data.sources import make_source
 from tdpcr.data.tiling import tile_source
@@ -34,11 +45,11 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "patches": summary.patches,
                   "input_megabytes": summary.input_megabytes,
                   "store_megabytes": summary.store_megabytes,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
-_BASELINE_SIDE = """
-import json, resource, sys, time
+_BASELINE_SIDE = _PEAK_RSS + """
+import json, sys, time
 from pathlib import Path
 import numpy as np, rasterio, zarr
 from rasterio.windows import Window
@@ -73,7 +84,7 @@ for start in range(0, len(windows), shard):
         arrays[p][start:start + len(batch)] = data
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "patches": len(windows), "input_megabytes": nbytes / 1e6,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 

@@ -150,12 +150,13 @@ def write_geotiff(
     os.close(fd)
     try:
         with rasterio.open(tmp_name, "w", **profile) as dst:
+            if colormap is not None:
+                # Before the pixels: libtiff cannot change the photometric tag after a write.
+                dst.write_colormap(1, colormap)
             dst.write(array)
             if band_descriptions is not None:
                 for index, name in enumerate(band_descriptions, start=1):
                     dst.set_band_description(index, name)
-            if colormap is not None:
-                dst.write_colormap(1, colormap)
             if tags:
                 dst.update_tags(**tags)
         os.replace(tmp_name, path)
