@@ -1,0 +1,1 @@
+"""Benchmarks that write JSON/CSV under results/ (run through Snakemake targets)."""

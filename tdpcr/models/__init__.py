@@ -1,0 +1,36 @@
+"""Models of tdpcr: TDP-CR, and the DSen2-CR and SegFormer baselines.
+
+No I/O here: the subpackage knows nothing about files, datasets, tracking or the CLI.
+"""
+
+from tdpcr.models.dsen2cr import DSen2CR
+from tdpcr.models.nafnet import LayerNorm2d, NAFBlock, SimpleGate
+from tdpcr.models.peft import (
+    STRATEGIES,
+    attach_segmentation_head,
+    count_parameters,
+    parameter_groups,
+    set_trainable,
+    trainable_parameters,
+)
+from tdpcr.models.registry import create_model, list_models
+from tdpcr.models.tdpcr import TDPCR, PromptGenerator, PromptGuidedFusion, SegmentationHead
+
+__all__ = [
+    "STRATEGIES",
+    "TDPCR",
+    "DSen2CR",
+    "LayerNorm2d",
+    "NAFBlock",
+    "PromptGenerator",
+    "PromptGuidedFusion",
+    "SegmentationHead",
+    "SimpleGate",
+    "attach_segmentation_head",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "parameter_groups",
+    "set_trainable",
+    "trainable_parameters",
+]
