@@ -10,6 +10,8 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/bench.smk"
 
 
@@ -17,3 +19,5 @@ rule all:
     default_target: True
     input:
         tile_store(config["dataset"]),
+        "results/complexity.csv",
+        model_outputs(VARIANT_NAMES),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -108,6 +109,84 @@ def _cmd_bench_tiling(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _make_tracker(config: dict, enabled: bool = True):
+    from tdpcr.tracking import Tracker, resolve_uri
+
+    tracking = config["tracking"]
+    return Tracker(
+        enabled and tracking["enabled"], resolve_uri(tracking.get("uri")), config["name"]
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+    from tdpcr.training.trainer import train_variant
+
+    config = load_config(Path(args.config))
+    metrics = train_variant(
+        config,
+        args.variant,
+        Path(args.store),
+        Path(args.out),
+        init_dir=Path(args.init) if args.init else None,
+        threads=args.threads,
+        progress=not args.quiet,
+        force_cpu=args.cpu,
+        tracker=_make_tracker(config, not args.no_tracking),
+    )
+    print(json.dumps({"variant": args.variant, "best": metrics}, indent=2))
+
+
+def _cmd_tracking_init(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+    from tdpcr.tracking import init_store, resolve_uri
+
+    config = load_config(Path(args.config))
+    uri = resolve_uri(config["tracking"].get("uri"))
+    if config["tracking"]["enabled"]:
+        init_store(uri)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"uri": uri, "enabled": config["tracking"]["enabled"]}) + "\n")
+    os.replace(tmp, out)
+    print(f"tracking store ready: {uri}")
+
+
+def _cmd_resolve_config(args: argparse.Namespace) -> None:
+    import yaml
+
+    from tdpcr.config import validate_config
+
+    config = validate_config(yaml.safe_load(args.yaml), "config")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Resolved workflow config (all config files and overrides merged).\n"
+    text += yaml.safe_dump(config, sort_keys=False)
+    if out.exists() and out.read_text() == text:
+        return  # unchanged: keep the timestamp so nothing downstream reruns for nothing
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+def _cmd_complexity(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.complexity import write_complexity_csv
+    from tdpcr.config import load_config
+
+    config = load_config(Path(args.config))
+    rows = write_complexity_csv(config["models"], Path(args.out))
+    print(f"wrote {len(rows)} rows to {args.out}")
+
+
+def _cmd_bench_inference(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.inference import write_inference_benchmark
+
+    result = write_inference_benchmark(Path(args.out), repeats=args.repeats)
+    print(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _OneLineParser(
@@ -164,6 +243,41 @@ def build_parser() -> argparse.ArgumentParser:
     check = command("check-config", _cmd_check_config, "validate a workflow config file")
     check.add_argument("config")
 
+    train = command("train", _cmd_train, "train one variant (phase 1, phase 2, baselines)")
+    train.add_argument("--config", required=True, help="workflow config (YAML)")
+    train.add_argument("--variant", required=True, help="e.g. tdpcr-cr, tdpcr-full, dsen2cr")
+    train.add_argument("--store", required=True, help="tile store to train on")
+    train.add_argument("--out", required=True, help="output folder results/models/<variant>")
+    train.add_argument("--init", default=None, help="checkpoint folder to start from (phase 2)")
+    train.add_argument("--threads", type=int, default=1, help="CPU threads (Snakemake threads)")
+    train.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
+    train.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    tracking = command(
+        "tracking-init",
+        _cmd_tracking_init,
+        "create the MLflow tracking store once, before parallel jobs",
+    )
+    tracking.add_argument("--config", required=True)
+    tracking.add_argument("--out", required=True, help="marker file to write (JSON)")
+
+    resolve = command(
+        "resolve-config",
+        _cmd_resolve_config,
+        "validate a merged config (YAML text) and write it to a file",
+    )
+    resolve.add_argument("--yaml", required=True, help="the config as YAML text")
+    resolve.add_argument("--out", required=True, help="file to write")
+
+    complexity = command(
+        "complexity",
+        _cmd_complexity,
+        "parameters and MACs of every model (configured and paper size)",
+    )
+    complexity.add_argument("--config", required=True, help="workflow config (models: sizes)")
+    complexity.add_argument("--out", required=True, help="CSV to write")
+
     bench = command("bench", lambda a: None, "benchmarks writing JSON under results/bench/")
     bench_commands = bench.add_subparsers(
         dest="bench", required=True, metavar="BENCHMARK", parser_class=_OneLineParser
@@ -177,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workdir", default="results/bench/tiling-work", help="scratch folder (removed afterwards)"
     )
     tiling.add_argument("--workers", type=int, default=2, help="reader threads")
+    inference = bench_commands.add_parser(
+        "inference", help="TDP-CR vs DSen2-CR inference (paper sizes) side by side"
+    )
+    inference.set_defaults(handler=_cmd_bench_inference)
+    inference.add_argument("--out", required=True, help="JSON file to write")
+    inference.add_argument("--repeats", type=int, default=2, help="timed repeats per case")
     return parser
 
 

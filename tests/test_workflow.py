@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tdpcr.data.store import open_store
 
@@ -17,10 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["synthetic"].update(scenes=5, size=128)
-    config["tiling"].update(patch_size=64, shard_patches=4)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(REPO / "config" / "tiny.yaml", workdir / "config.yaml")
     result = subprocess.run(
         [
             sys.executable,
@@ -49,6 +46,20 @@ def test_all_builds_the_default_tile_store(tiny_run: Path) -> None:
     assert ds.attrs["source_layout"] == "synthetic"
     assert set(ds.data_vars) >= {"s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask"}
     assert (ds["split"].values == "train").sum() >= 10
+
+
+def test_every_variant_trained_and_tracked(tiny_run: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tdpcr.training.variants import VARIANTS
+
+    models = tiny_run / "results" / "models"
+    assert all((models / name / "model.safetensors").exists() for name in VARIANTS)
+    assert "device: cpu" in (tiny_run / "results" / "logs" / "train_tdpcr-full.log").read_text()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tiny_run / 'results' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert set(VARIANTS) <= {r.info.run_name for r in runs}
+    assert (tiny_run / "results" / "complexity.csv").exists()
 
 
 def test_every_rule_logged_and_benchmarked(tiny_run: Path) -> None:

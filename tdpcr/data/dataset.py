@@ -97,17 +97,24 @@ class TileDataset(Dataset):
         """Restart the crop/flip stream (called per loader worker)."""
         self._rng = np.random.default_rng(seed)
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor | int | str]:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor | int | str]:
+        # A sampler may pass (item, augmentation seed): crops and flips then depend only on
+        # that seed, so a resumed training run sees exactly the batches of an uninterrupted one.
+        if isinstance(item, tuple):
+            item, aug_seed = item
+            rng = np.random.default_rng(aug_seed)
+        else:
+            rng = self._rng
         index = int(self.indices[item])
         arrays = self._open()
         y0 = x0 = 0
         size = self.patch_size
         if self.crop is not None:
             size = self.crop
-            y0, x0 = (int(v) for v in self._rng.integers(0, self.patch_size - size + 1, 2))
+            y0, x0 = (int(v) for v in rng.integers(0, self.patch_size - size + 1, 2))
         flip_y = flip_x = False
         if self.flips:
-            flip_y, flip_x = (bool(v) for v in self._rng.integers(0, 2, 2))
+            flip_y, flip_x = (bool(v) for v in rng.integers(0, 2, 2))
         sample: dict[str, torch.Tensor | int | str] = {
             "index": index,
             "patch_id": self.patch_ids[item],
@@ -120,6 +127,41 @@ class TileDataset(Dataset):
                 window = window[..., ::-1]
             sample[piece] = _to_tensor(piece, np.ascontiguousarray(window))
         return sample
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Shuffled epochs as a pure function of (seed, epoch), startable mid-epoch.
+
+    Yields ``(item, augmentation_seed)`` pairs for :class:`TileDataset`. Epoch ``e`` is a
+    permutation drawn from ``seed`` and ``e``; under data parallelism each rank takes every
+    ``world``-th element. :meth:`start_at` skips the samples of steps already trained, which
+    makes a resumed run identical to an uninterrupted one.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world = rank, world
+        self.epoch, self.skip = 0, 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, (self.size // self.world) // self.batch_size)
+
+    def start_at(self, step: int) -> None:
+        """Position the sampler at global training step ``step``."""
+        self.epoch, within = divmod(step, self.steps_per_epoch)
+        self.skip = within * self.batch_size
+
+    def __len__(self) -> int:
+        return self.size // self.world
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.size)[self.rank :: self.world][: len(self)]
+        aug_seeds = rng.integers(0, 2**63 - 1, size=len(order))
+        for position in range(self.skip, len(order)):
+            yield int(order[position]), int(aug_seeds[position])
+        self.epoch, self.skip = self.epoch + 1, 0
 
 
 def _to_tensor(piece: str, values: np.ndarray) -> torch.Tensor:

@@ -4,6 +4,7 @@
 rule bench:
     input:
         "results/bench/tiling.json",
+        "results/bench/inference.json",
 
 
 rule bench_tiling:
@@ -25,3 +26,20 @@ rule bench_tiling:
     shell:
         "tdpcr bench tiling --out {output} --size {params.size} --seed {params.seed}"
         " --workdir results/bench/tiling-work --workers {threads} > {log} 2>&1"
+
+
+rule bench_inference:
+    output:
+        "results/bench/inference.json",
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/bench_inference.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_inference.tsv"
+    shell:
+        "tdpcr bench inference --out {output} > {log} 2>&1"

@@ -1,10 +1,12 @@
 # Helpers shared by every stage: config validation and path functions.
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
 from tdpcr.config import validate_config
 from tdpcr.errors import ConfigError
+from tdpcr.training.variants import VARIANTS
 
 # The schema ships inside the package, so `tdpcr check-config` and this workflow agree.
 # tdpcr's check runs first for a one-line message naming the offending key; snakemake's
@@ -16,6 +18,8 @@ except ConfigError as err:
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 
 LOGS = "results/logs"
+#: The merged config (config files + --config overrides) that rules hand to `tdpcr`.
+CONFIG_FILE = "results/config.yaml"
 BENCHMARKS = "results/benchmarks"
 
 
@@ -49,3 +53,26 @@ def tiling_options(wildcards):
     if tiling.get("skip_incomplete"):
         options.append("--skip-incomplete")
     return " ".join(options)
+
+
+#: Every trainable variant (the `train` rule's wildcard).
+VARIANT_NAMES = list(VARIANTS)
+
+
+def init_checkpoint(wildcards):
+    """Checkpoint a variant starts from (phase 2 from phase 1), as an input list."""
+    parent = VARIANTS[wildcards.variant].init_from
+    return [f"results/models/{parent}/meta.json"] if parent else []
+
+
+def train_launcher(wildcards):
+    """`torchrun` for several GPUs per training job, nothing for one."""
+    gpus = config["train"].get("gpus_per_job", 1)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} --no-python"
+    return ""
+
+
+def model_outputs(variants):
+    """meta.json of each variant (written last, when training completes)."""
+    return [f"results/models/{v}/meta.json" for v in variants]

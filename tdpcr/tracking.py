@@ -1,0 +1,223 @@
+"""MLflow tracking: the only module of tdpcr that imports mlflow.
+
+Layout of what a workflow run records (one experiment per config ``name``):
+
+- one parent run per trained model family (``tdpcr``, ``tdpcr-global``, ``tdpcr-local``,
+  ``tdpcr-joint``, ``dsen2cr``, ``segformer-clear``, ...), tagged with the config hash;
+- one nested run per training phase of that family (``tdpcr-cr`` is phase 1 of ``tdpcr``;
+  ``tdpcr-full`` (PEFT) and ``tdpcr-fpft`` are its phase-2 runs);
+- parameters: the full resolved config, flattened (``train.lr``, ``models.tdpcr.width``...);
+  per-step metrics, final validation metrics; tags: variant, phase, dataset, git commit,
+  config hash; artifacts: checkpoint metadata, the config, sample figures.
+
+The client API (``MlflowClient``) is used rather than ``mlflow.start_run`` so that nothing
+depends on a process-global active run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///results/mlflow.db"
+#: Environment variable that overrides the config's tracking URI (e.g. an mlflow server).
+URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def resolve_uri(config_uri: str | None) -> str:
+    """The tracking URI: ``$MLFLOW_TRACKING_URI`` if set, else the config's, else the default."""
+    return os.environ.get(URI_ENV) or config_uri or DEFAULT_URI
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": "0.001"}`` (MLflow params are strings)."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return flat
+
+
+def git_commit() -> str:
+    """The working tree's commit (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts next to a local SQLite store (results/mlartifacts), else the server's default."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return (db.resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def init_store(uri: str) -> str:
+    """Create the tracking store (and its schema) once, before parallel jobs use it.
+
+    Several processes opening a brand-new SQLite store race on its schema migration; the
+    workflow calls this in a single first rule.
+    """
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    return uri
+
+
+class Tracker:
+    """Records training and evaluation in MLflow; every method is a no-op when disabled."""
+
+    def __init__(self, enabled: bool, uri: str, experiment: str) -> None:
+        self.enabled = enabled
+        self.uri = uri
+        self.experiment_name = experiment
+        self.run_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._client = None
+        self._experiment_id: str | None = None
+        if enabled:
+            os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=uri)
+            self._experiment_id = self._experiment(experiment)
+
+    def _experiment(self, name: str) -> str:
+        existing = self._client.get_experiment_by_name(name)
+        if existing is not None:
+            return existing.experiment_id
+        try:
+            return self._client.create_experiment(name, artifact_location=_artifact_root(self.uri))
+        except Exception:  # another job created it first
+            return self._client.get_experiment_by_name(name).experiment_id
+
+    def _find_run(self, tags: Mapping[str, str]) -> str | None:
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self._client.search_runs(
+            [self._experiment_id],
+            filter_string=query,
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        return runs[0].info.run_id if runs else None
+
+    def parent_run(self, family: str, config_hash: str, tags: Mapping[str, str]) -> str | None:
+        """The family's parent run for this config (created if absent)."""
+        if not self.enabled:
+            return None
+        key = {"tdpcr.family": family, "tdpcr.config_hash": config_hash, "tdpcr.level": "model"}
+        run_id = self._find_run(key)
+        if run_id is None:
+            run = self._client.create_run(
+                self._experiment_id, run_name=family, tags={**tags, **key}
+            )
+            run_id = run.info.run_id
+        self.parent_run_id = run_id
+        return run_id
+
+    @contextmanager
+    def run(
+        self,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> Iterator[Tracker]:
+        """A (nested when ``parent_run_id``) run; marked FAILED or KILLED if the body raises."""
+        if not self.enabled:
+            yield self
+            return
+        all_tags = dict(tags or {})
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags)
+        self.run_id = run.info.run_id
+        if params:
+            self.log_params(params)
+        status = "FINISHED"
+        try:
+            yield self
+        except (KeyboardInterrupt, SystemExit):
+            status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            self._client.set_terminated(self.run_id, status=status)
+            if parent_run_id and status == "FINISHED":
+                # The parent (model family) run is complete once any phase completes; a
+                # later phase reopens nothing, it only adds a child.
+                self._client.set_terminated(parent_run_id, status="FINISHED")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's batch limit
+            self._client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int, run_id: str | None = None):
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+        if items:
+            self._client.log_batch(run_id or self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, str], run_id: str | None = None) -> None:
+        if not self.enabled:
+            return
+        for key, value in tags.items():
+            self._client.set_tag(run_id or self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if not self.enabled:
+            return
+        self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+
+def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
+    """Run id of the newest run of ``experiment`` with ``tags`` (for evaluation to log into)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=query,
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.run_id if runs else None

@@ -1,0 +1,34 @@
+"""Training losses: L1 + lambda_ssim * (1 - SSIM) for reconstruction, CE for segmentation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+
+from tdpcr.constants import IGNORE_INDEX
+
+
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, lambda_ssim: float = 0.1
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 + lambda_ssim * (1 - SSIM) on (B, 13, H, W) reflectance in [0, 1].
+
+    SSIM comes from pytorch-msssim (11x11 Gaussian window, sigma 1.5, data range 1) and is
+    computed in float32 even under bf16 autocast, where its variance terms would underflow.
+    """
+    pred32, target32 = pred.float(), target.float()
+    l1 = F.l1_loss(pred32, target32)
+    similarity = ssim(pred32.clamp(0, 1), target32, data_range=1.0, size_average=True)
+    loss = l1 + lambda_ssim * (1.0 - similarity)
+    return loss, {"l1": float(l1.detach()), "ssim": float(similarity.detach())}
+
+
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.1
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy with label smoothing; label 255 is ignored."""
+    loss = F.cross_entropy(
+        logits.float(), labels, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing
+    )
+    return loss, {"ce": float(loss.detach())}

@@ -1,0 +1,188 @@
+"""Every trained model of the paper's tables, as one declarative list.
+
+One code path trains them all (:mod:`tdpcr.training.trainer`); a variant only says which model,
+which inputs and losses, which parameters train, and which variant initialises it.
+
+========================  ==========  =================  ============  ====================
+variant                   model       losses             trains        initialised from
+========================  ==========  =================  ============  ====================
+tdpcr-cr                  tdpcr       rec                reconstruction  (phase 1)
+tdpcr-full                tdpcr+head  rec + seg          peft          tdpcr-cr (phase 2)
+tdpcr-global-cr / -full   PGF global  as above           as above      tdpcr-global-cr
+tdpcr-local-cr / -full    PGF local   as above           as above      tdpcr-local-cr
+tdpcr-joint               tdpcr+head  rec + seg          fpft          scratch (one phase)
+tdpcr-fpft                tdpcr+head  rec + seg          fpft          tdpcr-cr
+dsen2cr                   dsen2cr     rec                all           scratch
+segformer-clear/-cloudy   segformer   seg                all           scratch
+segformer-sar             segformer   seg (on S1)        all           scratch
+========================  ==========  =================  ============  ====================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tdpcr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How one model of the tables is trained.
+
+    Attributes:
+        name: variant name (Snakemake wildcard, MLflow run name, results/models/<name>/).
+        model: registry name of the architecture.
+        phase: ``1`` reconstruction phase, ``2`` task phase, ``0`` single-phase training.
+        reconstruction: the loss has the L1 + SSIM reconstruction term.
+        segmentation: the loss has the cross-entropy term (the model has a class head).
+        strategy: TDP-CR parameter groups that train (``reconstruction``, ``peft``, ``fpft``);
+            ``None`` trains every parameter (baselines).
+        init_from: variant whose checkpoint initialises this one.
+        pgf_mode: ``both``, ``global`` or ``local`` (TDP-CR only).
+        seg_input: store piece a segmenter reads (``s2_clear``, ``s2_cloudy``, ``s1``).
+        steps_key: which ``train.steps`` entry sets its length.
+        description: one line for tables and MLflow.
+    """
+
+    name: str
+    model: str
+    phase: int
+    reconstruction: bool
+    segmentation: bool
+    strategy: str | None = None
+    init_from: str | None = None
+    pgf_mode: str = "both"
+    seg_input: str | None = None
+    steps_key: str = "phase1"
+    description: str = ""
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """Store pieces a training batch needs."""
+        if self.model == "segformer":
+            return (self.seg_input or "s2_clear", "landcover")
+        pieces = ("s2_cloudy", "s2_clear", "s1")
+        return (*pieces, "landcover") if self.segmentation else pieces
+
+
+def _tdpcr_pair(prefix: str, mode: str, label: str) -> list[Variant]:
+    return [
+        Variant(
+            f"{prefix}-cr",
+            "tdpcr",
+            1,
+            True,
+            False,
+            "reconstruction",
+            None,
+            mode,
+            steps_key="phase1",
+            description=f"TDP-CR {label}, phase 1 (cloud removal)",
+        ),
+        Variant(
+            f"{prefix}-full",
+            "tdpcr",
+            2,
+            True,
+            True,
+            "peft",
+            f"{prefix}-cr",
+            mode,
+            steps_key="phase2",
+            description=f"TDP-CR {label}, phase 1 + PEFT",
+        ),
+    ]
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        *_tdpcr_pair("tdpcr", "both", "PGF global + local"),
+        *_tdpcr_pair("tdpcr-global", "global", "PGF global only"),
+        *_tdpcr_pair("tdpcr-local", "local", "PGF local only"),
+        Variant(
+            "tdpcr-joint",
+            "tdpcr",
+            0,
+            True,
+            True,
+            "fpft",
+            None,
+            "both",
+            steps_key="joint",
+            description="TDP-CR joint training from scratch",
+        ),
+        Variant(
+            "tdpcr-fpft",
+            "tdpcr",
+            2,
+            True,
+            True,
+            "fpft",
+            "tdpcr-cr",
+            "both",
+            steps_key="phase2",
+            description="TDP-CR phase 1 + full-parameter fine-tuning",
+        ),
+        Variant(
+            "dsen2cr",
+            "dsen2cr",
+            0,
+            True,
+            False,
+            steps_key="baseline",
+            description="DSen2-CR (SAR-optical cloud removal baseline)",
+        ),
+        Variant(
+            "segformer-clear",
+            "segformer",
+            0,
+            False,
+            True,
+            seg_input="s2_clear",
+            steps_key="segformer",
+            description="SegFormer on cloud-free optical",
+        ),
+        Variant(
+            "segformer-cloudy",
+            "segformer",
+            0,
+            False,
+            True,
+            seg_input="s2_cloudy",
+            steps_key="segformer",
+            description="SegFormer on cloudy optical",
+        ),
+        Variant(
+            "segformer-sar",
+            "segformer",
+            0,
+            False,
+            True,
+            seg_input="s1",
+            steps_key="segformer",
+            description="SegFormer on SAR",
+        ),
+    ]
+}
+
+
+def get_variant(name: str) -> Variant:
+    """The variant called ``name``; ConfigError listing the known ones otherwise."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def model_kwargs(variant: Variant, models_config: dict, num_classes: int) -> dict:
+    """Constructor kwargs of ``variant``'s model from the config's ``models`` section."""
+    if variant.model not in models_config:
+        raise ConfigError(f"config key 'models.{variant.model}' missing")
+    kwargs = dict(models_config[variant.model])
+    if variant.model == "tdpcr":
+        kwargs["pgf_mode"] = variant.pgf_mode
+        kwargs["num_classes"] = num_classes if variant.segmentation else None
+    elif variant.model == "segformer":
+        kwargs["in_channels"] = 2 if variant.seg_input == "s1" else 13
+        kwargs["num_classes"] = num_classes
+    return kwargs

@@ -1,0 +1,16 @@
+# Model stage outputs that need no training: the complexity report (Table I columns).
+
+
+rule complexity:
+    input:
+        CONFIG_FILE,
+    output:
+        report("results/complexity.csv", caption="../report/complexity.rst", category="Models"),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/complexity.log",
+    benchmark:
+        f"{BENCHMARKS}/complexity.tsv"
+    shell:
+        "tdpcr complexity --config {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,60 @@
+# Training stage: the MLflow store, then every variant of the paper's tables.
+import yaml
+
+
+rule resolved_config:
+    output:
+        CONFIG_FILE,
+    params:
+        text=yaml.safe_dump(config, sort_keys=False),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/resolved_config.log",
+    shell:
+        "tdpcr resolve-config --yaml {params.text:q} --out {output} > {log} 2>&1"
+
+
+rule tracking_store:
+    # Created once before the training jobs: parallel jobs racing on a new SQLite schema fail.
+    input:
+        CONFIG_FILE,
+    output:
+        "results/tracking.json",
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/tracking_store.log",
+    shell:
+        "tdpcr tracking-init --config {input} --out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        config=CONFIG_FILE,
+        tracking="results/tracking.json",
+        store=tile_store(config["dataset"]),
+        init=init_checkpoint,
+    output:
+        model="results/models/{variant}/model.safetensors",
+        meta="results/models/{variant}/meta.json",
+    params:
+        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        launcher=train_launcher,
+    wildcard_constraints:
+        variant="|".join(VARIANT_NAMES),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"].get("gpus_per_job", 1),
+        runtime=config["train"].get("runtime_minutes", 60),
+        mem_mb=config["train"].get("mem_mb", 8000),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/train_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_{{variant}}.tsv"
+    shell:
+        "{params.launcher} tdpcr train --config {input.config} --variant {wildcards.variant}"
+        " --store {input.store} --out results/models/{wildcards.variant} {params.init}"
+        " --threads {threads} --quiet > {log} 2>&1"
