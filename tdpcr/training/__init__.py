@@ -1,0 +1,1 @@
+"""Training: variants, trainer, losses and checkpoints."""
