@@ -7,6 +7,7 @@ Errors a user can fix (:class:`~tdpcr.errors.TdpcrError`) are printed as one lin
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -18,6 +19,10 @@ from tdpcr import __version__
 from tdpcr.errors import TdpcrError
 
 EXIT_USER_ERROR = 2
+
+#: Modules that add their own sub-commands: each defines ``register(command)`` where
+#: ``command(name, handler, help) -> argparse.ArgumentParser`` creates one sub-command.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -297,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     inference.set_defaults(handler=_cmd_bench_inference)
     inference.add_argument("--out", required=True, help="JSON file to write")
     inference.add_argument("--repeats", type=int, default=2, help="timed repeats per case")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(command)
     return parser
 
 
