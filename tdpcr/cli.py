@@ -192,6 +192,16 @@ def _cmd_bench_inference(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _cmd_bench_training(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.training import run_training_benchmark
+    from tdpcr.config import load_config
+
+    result = run_training_benchmark(
+        load_config(Path(args.config)), Path(args.store), Path(args.out), threads=args.threads
+    )
+    print(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = _OneLineParser(
@@ -302,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     inference.set_defaults(handler=_cmd_bench_inference)
     inference.add_argument("--out", required=True, help="JSON file to write")
     inference.add_argument("--repeats", type=int, default=2, help="timed repeats per case")
+    training = bench_commands.add_parser(
+        "training", help="phase-1 / phase-2 step and loader throughput, default and paper size"
+    )
+    training.set_defaults(handler=_cmd_bench_training)
+    training.add_argument("--config", required=True, help="workflow config")
+    training.add_argument("--store", required=True, help="tile store the loader reads")
+    training.add_argument("--out", required=True, help="JSON file to write")
+    training.add_argument("--threads", type=int, default=2, help="CPU threads")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(command)
     return parser

@@ -5,6 +5,7 @@ rule bench:
     input:
         "results/bench/tiling.json",
         "results/bench/inference.json",
+        "results/bench/training.json",
 
 
 rule bench_tiling:
@@ -43,3 +44,24 @@ rule bench_inference:
         f"{BENCHMARKS}/bench_inference.tsv"
     shell:
         "tdpcr bench inference --out {output} > {log} 2>&1"
+
+
+rule bench_training:
+    input:
+        config=CONFIG_FILE,
+        store=tile_store(config["dataset"]),
+    output:
+        "results/bench/training.json",
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/bench_training.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_training.tsv"
+    shell:
+        "tdpcr bench training --config {input.config} --store {input.store} --out {output}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,0 +1,178 @@
+"""Training benchmark: step throughput and memory (phase 1, phase 2) and the loader alone.
+
+Every case runs in its own fresh subprocess, one after the other, so each peak memory is that
+case's own (VmHWM on CPU, ``torch.cuda.max_memory_allocated`` on GPU) and all ratios are
+measured under the same machine load. Steps are the trainer's own (``_forward`` and ``_loss``
+of :mod:`tdpcr.training.trainer`), on random tensors of the configured crop and batch size, so
+data loading is excluded from the step figure and measured separately on the real store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_CASE = r"""
+import json, sys, time
+import torch
+from tdpcr.models import create_model
+from tdpcr.models.peft import set_trainable
+from tdpcr.training.trainer import _forward, _loss, setup_runtime
+from tdpcr.training.variants import get_variant, model_kwargs
+
+spec = json.loads(sys.argv[1])
+runtime = setup_runtime(spec["threads"])
+variant = get_variant(spec["variant"])
+torch.manual_seed(0)
+model = create_model("tdpcr", **model_kwargs(variant, {"tdpcr": spec["model"]}, 7))
+set_trainable(model, variant.strategy)
+model.to(runtime.device)
+if runtime.cuda:
+    model = model.to(memory_format=torch.channels_last)
+params = [p for p in model.parameters() if p.requires_grad]
+optimizer = torch.optim.AdamW(params, lr=1e-4)
+b, c = spec["batch_size"], spec["crop"]
+batch = {"s2_cloudy": torch.rand(b, 13, c, c), "s2_clear": torch.rand(b, 13, c, c),
+         "s1": torch.rand(b, 2, c, c), "landcover": torch.randint(0, 7, (b, c, c))}
+batch = {k: v.to(runtime.device) for k, v in batch.items()}
+train = {"lambda_ssim": 0.1, "lambda_rec": 1.0, "lambda_seg": 1.0, "label_smoothing": 0.1}
+
+def step():
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runtime.cuda):
+        out = _forward(model, variant, batch)
+    loss, _ = _loss(variant, out, batch, train)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+step()  # warm-up
+if runtime.cuda:
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+t0 = time.perf_counter()
+for _ in range(spec["steps"]):
+    step()
+if runtime.cuda:
+    torch.cuda.synchronize()
+seconds = time.perf_counter() - t0
+peak = (torch.cuda.max_memory_allocated() / 2**20 if runtime.cuda else
+        next(int(l.split()[1]) / 1024 for l in open("/proc/self/status")
+             if l.startswith("VmHWM:")))
+print(json.dumps({"samples_per_s": spec["steps"] * b / seconds,
+                  "seconds_per_step": seconds / spec["steps"], "peak_memory_mb": peak,
+                  "memory_kind": "cuda_max_allocated" if runtime.cuda else "process_vmhwm",
+                  "device": str(runtime.device),
+                  "trainable_params": sum(p.numel() for p in params)}))
+"""
+
+_LOADER = r"""
+import json, sys, time
+import torch
+from tdpcr.data.dataset import ResumableSampler, make_loader
+from tdpcr.data.store import open_store
+from tdpcr.training.trainer import setup_runtime
+
+spec = json.loads(sys.argv[1])
+runtime = setup_runtime(spec["threads"])
+ds = open_store(spec["store"])
+n = int((ds["split"].values == "train").sum())
+b = spec["batch_size"]
+sampler = ResumableSampler(n, b, 0)
+loader = make_loader(spec["store"], "train", batch_size=b, train=True, crop=spec["crop"],
+                     workers=runtime.loader_workers, sampler=sampler,
+                     pieces=["s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask"])
+seen, t0, epochs = 0, None, 0
+while seen < spec["samples"]:
+    for batch in loader:
+        if t0 is None:  # the first batch pays worker start-up: not counted
+            t0 = time.perf_counter()
+            continue
+        seen += batch["s2_cloudy"].shape[0]
+        if seen >= spec["samples"]:
+            break
+    epochs += 1
+seconds = time.perf_counter() - t0
+print(json.dumps({"samples_per_s": seen / seconds, "samples": seen,
+                  "workers": runtime.loader_workers}))
+"""
+
+
+def _run(code: str, spec: dict[str, Any]) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark case {spec} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_training_benchmark(
+    config: dict,
+    store: Path,
+    out: Path,
+    *,
+    threads: int = 2,
+    steps: int = 3,
+    paper_steps: int = 2,
+) -> dict[str, Any]:
+    """Benchmark the default and paper sizes and the loader; write JSON to ``out``."""
+    from tdpcr.benchmarks.complexity import PAPER_SIZES
+
+    train = config["train"]
+    sizes = {
+        "default": (config["models"]["tdpcr"], int(train["crop"]), int(train["batch_size"]), steps),
+        # The paper trains on 128 x 128 crops; batch 8 as the default config.
+        "paper": (PAPER_SIZES["tdpcr"], 128, int(train["batch_size"]), paper_steps),
+    }
+    cases: dict[str, Any] = {}
+    for size, (model, crop, batch, n_steps) in sizes.items():
+        model = {k: v for k, v in model.items() if k != "pgf_mode"}
+        for phase, variant in (("phase1", "tdpcr-cr"), ("phase2_peft", "tdpcr-full")):
+            spec = {
+                "variant": variant,
+                "model": model,
+                "crop": crop,
+                "batch_size": batch,
+                "steps": n_steps,
+                "threads": threads,
+            }
+            cases[f"{size}/{phase}"] = {"crop": crop, "batch_size": batch, **_run(_CASE, spec)}
+    loader = _run(
+        _LOADER,
+        {
+            "store": str(store),
+            "crop": int(train["crop"]),
+            "batch_size": int(train["batch_size"]),
+            "threads": threads,
+            "samples": 40 * int(train["batch_size"]),
+        },
+    )
+    step = cases["default/phase1"]["samples_per_s"]
+    ratio = loader["samples_per_s"] / step
+    result = {
+        "benchmark": "training",
+        "cases": cases,
+        "loader": loader,
+        "loader_over_default_phase1_step": round(ratio, 2),
+        "goal": {"loader_over_step_min": 3.0, "met": bool(ratio >= 3.0)},
+        "notes": "samples/s of optimizer steps on random tensors (data loading excluded); "
+        "the loader reads the real tile store with the training crop, flips and workers",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": threads,
+            "python": platform.python_version(),
+        },
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out)
+    return result
