@@ -57,3 +57,23 @@ def test_snakemake_lint_reports_good_condition() -> None:
         [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
     )
     assert "good condition" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "tiny.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    from tdpcr.config import load_config
+
+    config = load_config(REPO / "config" / name)
+    if name == "paper.yaml":
+        assert config["models"]["tdpcr"]["width"] == 32
+        assert config["train"]["crop"] == 128 and config["train"]["lambda_ssim"] == 0.1
+
+
+def test_config_readme_explains_every_top_level_and_train_key() -> None:
+    import yaml
+
+    text = (REPO / "config" / "README.md").read_text()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for section in ("synthetic", "tiling", "train", "tracking", "bench"):
+        for key in config[section]:
+            assert f"`{section}.{key}" in text, f"{section}.{key} undocumented"
