@@ -13,6 +13,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
@@ -21,3 +23,5 @@ rule all:
         tile_store(config["dataset"]),
         "results/complexity.csv",
         model_outputs(VARIANT_NAMES),
+        evaluation_outputs(),
+        PREDICTION_OUTPUTS,

@@ -22,7 +22,7 @@ EXIT_USER_ERROR = 2
 
 #: Modules that add their own sub-commands: each defines ``register(command)`` where
 #: ``command(name, handler, help) -> argparse.ArgumentParser`` creates one sub-command.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("tdpcr.evaluation.commands", "tdpcr.prediction.commands")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -158,24 +158,6 @@ def _cmd_tracking_init(args: argparse.Namespace) -> None:
     print(f"tracking store ready: {uri}")
 
 
-def _cmd_resolve_config(args: argparse.Namespace) -> None:
-    import yaml
-
-    from tdpcr.config import validate_config
-
-    config = validate_config(yaml.safe_load(args.yaml), "config")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = "# Resolved workflow config (all config files and overrides merged).\n"
-    text += yaml.safe_dump(config, sort_keys=False)
-    if out.exists() and out.read_text() == text:
-        return  # unchanged: keep the timestamp so nothing downstream reruns for nothing
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
-
-
 def _cmd_complexity(args: argparse.Namespace) -> None:
     from tdpcr.benchmarks.complexity import write_complexity_csv
     from tdpcr.config import load_config
@@ -276,14 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tracking.add_argument("--config", required=True)
     tracking.add_argument("--out", required=True, help="marker file to write (JSON)")
-
-    resolve = command(
-        "resolve-config",
-        _cmd_resolve_config,
-        "validate a merged config (YAML text) and write it to a file",
-    )
-    resolve.add_argument("--yaml", required=True, help="the config as YAML text")
-    resolve.add_argument("--out", required=True, help="file to write")
 
     complexity = command(
         "complexity",

@@ -221,3 +221,80 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
         order_by=["attributes.start_time DESC"],
     )
     return runs[0].info.run_id if runs else None
+
+
+# --------------------------------------------------------------------------- evaluation
+def _existing_store(uri: str) -> bool:
+    """False for a SQLite URI whose file does not exist (opening it would create an empty store)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) -> str | None:
+    """Run id of the training run of ``variant`` whose config hash is ``config_hash``.
+
+    The hash is the one stored in the checkpoint's ``meta.json`` (``extra.config_hash``), so
+    this is the run that produced that checkpoint. A finished run is preferred; a resumed
+    training leaves one run per attempt, and the newest finished one is the one that
+    published the checkpoint. None when the store, the experiment or the run is absent.
+    """
+    if not _existing_store(uri):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    query = f"tags.`tdpcr.variant` = '{variant}' and tags.`tdpcr.config_hash` = '{config_hash}'"
+    for status_filter in (" and attributes.status = 'FINISHED'", ""):
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=query + status_filter,
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if runs:
+            return runs[0].info.run_id
+    return None
+
+
+def record_evaluation(
+    uri: str,
+    run_id: str,
+    metrics: Mapping[str, float],
+    step: int,
+    artifact: Path | None = None,
+) -> None:
+    """Log test metrics (NaN skipped) and optionally an evaluation file into an existing run.
+
+    MLflow accepts metrics on a finished run, so evaluation adds to the training run it
+    evaluates instead of creating a run of its own (one place to compare variants).
+    """
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+    for start in range(0, len(items), 1000):  # MLflow's batch limit for metrics
+        client.log_batch(run_id, metrics=items[start : start + 1000])
+    if artifact is not None:
+        client.log_artifact(run_id, str(artifact), artifact_path="evaluation")
+
+
+def metric_histories(
+    uri: str, run_id: str, keys: list[str] | tuple[str, ...]
+) -> dict[str, list[tuple[int, float]]]:
+    """``key -> [(step, value), ...]`` sorted by step, for the keys the run has logged."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.get_run(run_id).data.metrics
+    histories: dict[str, list[tuple[int, float]]] = {}
+    for key in keys:
+        if key in logged:
+            history = client.get_metric_history(run_id, key)
+            histories[key] = sorted((m.step, m.value) for m in history)
+    return histories

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,3 +98,154 @@ def test_rerun_has_nothing_to_do(tiny_run: Path) -> None:
     )
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_tables_and_figures_built(tiny_run: Path) -> None:
+    from tdpcr.evaluation.tables import NOT_REIMPLEMENTED, TABLE_ROWS
+
+    results = tiny_run / "results"
+    for table, rows in TABLE_ROWS.items():
+        with (results / f"{table}.csv").open(newline="") as fh:
+            written = list(csv.DictReader(fh))
+        assert len(written) == len(rows), table
+        for row in written:
+            measured = row["status"] != NOT_REIMPLEMENTED
+            assert bool(row["mlflow_run_id"]) == (measured and row["method"] != "cloudy-input")
+    for name in (
+        "fig3_cloud_removal",
+        "fig4_prompt_pca",
+        "fig5_segmentation",
+        "fig_training_curves",
+    ):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    evaluation = json.loads((results / "eval" / "tdpcr-full.json").read_text())
+    assert evaluation["patch_size"] == 64 and evaluation["metrics"]["psnr"] > 0
+    assert (results / "benchmarks" / "evaluate_tdpcr-full.tsv").exists()
+
+
+def test_report_includes_tables_and_figures(tiny_run: Path) -> None:
+    report = tiny_run / "results" / "report.html"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tiny_run),
+            "--configfile",
+            str(tiny_run / "config.yaml"),
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text()
+    for name in (
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "fig3_cloud_removal.png",
+        "fig4_prompt_pca.png",
+        "fig5_segmentation.png",
+        "fig_training_curves.png",
+    ):
+        assert name in html, name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _api(base: str, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_mlflow_ui_serves_runs_phases_and_metrics(tiny_run: Path) -> None:
+    """`mlflow ui` on the tiny run's store answers the REST calls a comparison needs."""
+    from tdpcr.evaluation.tables import table_methods
+    from tdpcr.training.variants import VARIANTS
+
+    port = _free_port()
+    db = tiny_run / "results" / "mlflow.db"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tiny_run,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the server and its workers die together
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, "mlflow ui exited"
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow ui did not start in 180 s"
+                time.sleep(0.5)
+        experiment = _api(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny")
+        experiment_id = experiment["experiment"]["experiment_id"]
+        runs = _api(
+            base,
+            "/api/2.0/mlflow/runs/search",
+            {"experiment_ids": [experiment_id], "max_results": 1000},
+        )["runs"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+    def tags(run: dict) -> dict:
+        return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+    def metrics(run: dict) -> set[str]:
+        return {m["key"] for m in run["data"].get("metrics", [])}
+
+    phases = {r["info"]["run_name"]: r for r in runs if tags(r).get("tdpcr.level") != "model"}
+    families = {r["info"]["run_name"]: r for r in runs if tags(r).get("tdpcr.level") == "model"}
+    assert set(VARIANTS) <= set(phases)
+    tdpcr_family = families["tdpcr"]["info"]["run_id"]
+    children = {n for n, r in phases.items() if tags(r).get("mlflow.parentRunId") == tdpcr_family}
+    assert children == {"tdpcr-cr", "tdpcr-full", "tdpcr-fpft"}
+    for name, variant in VARIANTS.items():
+        assert tags(phases[name])["tdpcr.variant"] == name
+        assert "mlflow.parentRunId" in tags(phases[name])
+        wanted = {"train/loss"} | ({"val/psnr", "best/psnr"} if variant.reconstruction else set())
+        wanted |= {"val/miou", "best/miou"} if variant.segmentation else set()
+        assert wanted <= metrics(phases[name]), name
+    evaluated = {m for table in ("table1", "table2", "table3") for m in table_methods(table)}
+    for name in evaluated & set(VARIANTS):
+        variant = VARIANTS[name]
+        wanted = {"test/psnr", "test/ssim"} if variant.reconstruction else set()
+        wanted |= {"test/miou", "test/pa", "test/miou_cloudy"} if variant.segmentation else set()
+        assert wanted <= metrics(phases[name]), name
+    assert "test/dsen2cr_then_segformer-clear/miou" in metrics(phases["segformer-clear"])

@@ -11,9 +11,12 @@
 # cluster only checks it; `stop` on a stopped one does nothing; `stop` removes no config, key or
 # state, so the next `start` takes seconds. One GPU is announced as a generic resource backed
 # by /dev/null: SLURM then schedules `--gpus=1` and sets CUDA_VISIBLE_DEVICES without any GPU.
+# slurmd runs configless (its config comes from slurmctld and is cached in /run/slurm/conf),
+# so commands inside jobs find the cluster without SLURM_CONF; clients outside jobs need
+# SLURM_CONF (see `env`).
 #
 # Exit status: 0 ok, 1 the cluster did not come up (daemon logs printed), 2 usage/not root,
-# 3 slurm-wlm/munge missing and could not be installed.
+# 3 slurm-wlm/munge missing and could not be installed, 4 the host has its own SLURM config.
 #
 # Overridable through the environment:
 #   TDPCR_SLURM_DIR        state dir: config, spool, state, logs, pid files (/tmp/tdpcr-slurm)
@@ -87,9 +90,21 @@ gres_files() {  # the /dev/null-like files standing in for $GPUS devices (one pe
     echo "${devices[*]:0:$GPUS}"
 }
 
+node_topology() {  # CPUs and their layout as slurmd detects them (plain CPUs=N as fallback)
+    local fields
+    fields="$(slurmd -C 2>/dev/null | head -n 1 | tr ' ' '\n' \
+        | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')"
+    if [[ "$fields" == *CPUs=* ]]; then
+        echo "${fields% }"
+    else
+        echo "CPUs=$(nproc)"
+    fi
+}
+
 write_config() {
-    local nproc mem_total real_mem tmp gres_node=""
-    nproc="$(nproc)"
+    local topology mem_total real_mem tmp gres_node=""
+    # The node line must not promise more than slurmd finds, or slurmctld drains the node.
+    topology="$(node_topology)"
     mem_total="$(free -m | awk '/^Mem:/ {print $2}')"
     # slurmd drains a node that reports less memory than RealMemory: keep a margin (half the
     # memory on very small machines) so jobs' --mem requests stay schedulable but honest.
@@ -130,8 +145,12 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-# squeue keeps finished jobs for MinJobAge seconds; the executor plugin needs to see them.
-MinJobAge=300
+# squeue keeps finished jobs for MinJobAge seconds: the executor plugin needs to see them, and
+# tests read a finished job's TresPerJob and state with 'scontrol show job' for an hour.
+MinJobAge=3600
+# slurmd fetches this config from slurmctld and caches it under /run/slurm/conf, where client
+# commands inside jobs find it: the jobstep drops SLURM_CONF before its nested srun.
+SlurmctldParameters=enable_configless
 # Time between SIGTERM and SIGKILL on scancel/preemption: a trainer saves its checkpoint in it.
 KillWait=30
 ReturnToService=2
@@ -140,7 +159,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 SchedulerParameters=batch_sched_delay=0
 GresTypes=gpu
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$nproc RealMemory=$real_mem$gres_node State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 $topology RealMemory=$real_mem$gres_node State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF
     replace_if_changed "$tmp" "$SLURM_CONF"
@@ -222,9 +241,31 @@ wait_idle() {
     return 1
 }
 
+start_daemon() {  # start_daemon NAME PIDFILE COMMAND...: start unless running, wait for its pid
+    local name=$1 pidfile=$2 i
+    shift 2
+    pid_alive "$pidfile" && return 0
+    # A pid file left by an earlier run would pass for the new daemon before it writes its own.
+    rm -f "$pidfile"
+    "$@"
+    for ((i = 0; i < WAIT_S * 10; i++)); do
+        pid_alive "$pidfile" && return 0
+        sleep 0.1
+    done
+    log "$name did not start; daemon logs follow"
+    tail -n 30 "$STATE_DIR/log/slurmctld.log" "$STATE_DIR/log/slurmd.log" >&2 || true
+    exit 1
+}
+
 start() {
     install -d -m 0755 "$STATE_DIR" "$STATE_DIR/state" "$STATE_DIR/spool" "$STATE_DIR/log"
     install_packages
+    # Client commands read /etc/slurm/slurm.conf before the configless cache: inside jobs
+    # (where SLURM_CONF is dropped) they would talk to that other cluster.
+    if [[ -e /etc/slurm/slurm.conf ]]; then
+        log "/etc/slurm/slurm.conf exists: this host belongs to another SLURM cluster"
+        exit 4
+    fi
     CONFIG_CHANGED=0
     write_config
     if ((CONFIG_CHANGED)) && pid_alive "$STATE_DIR/slurmctld.pid"; then
@@ -232,12 +273,16 @@ start() {
         stop_slurm
     fi
     start_munge
-    if ! pid_alive "$STATE_DIR/slurmctld.pid"; then
-        slurmctld -f "$SLURM_CONF"
-    fi
-    if ! pid_alive "$STATE_DIR/slurmd.pid"; then
-        slurmd -f "$SLURM_CONF" -N "$HOST"
-    fi
+    start_daemon slurmctld "$STATE_DIR/slurmctld.pid" slurmctld -f "$SLURM_CONF"
+    # slurmd fetches its config from slurmctld at start: wait until slurmctld answers.
+    local i
+    for ((i = 0; i < WAIT_S * 5; i++)); do
+        scontrol ping 2>/dev/null | grep -q "is UP" && break
+        sleep 0.2
+    done
+    # Configless: the config comes from slurmctld (see SlurmctldParameters in slurm.conf).
+    start_daemon slurmd "$STATE_DIR/slurmd.pid" \
+        env -u SLURM_CONF slurmd --conf-server "127.0.0.1:$CTLD_PORT" -N "$HOST"
     wait_idle || exit 1
     log "up: $(sinfo -h -N -n "$HOST" -o '%N %P %t cpus=%c mem=%m gres=%G')"
     echo "SLURM_CONF=$SLURM_CONF"
@@ -281,6 +326,10 @@ status() {
     sinfo -N -n "$HOST" -o '%N %P %t cpus=%c mem=%m gres=%G'
 }
 
+if ! [[ "$GPUS" =~ ^[0-4]$ ]]; then
+    log "TDPCR_SLURM_GPUS must be 0..4 (one stand-in device file each), not '$GPUS'"
+    exit 2
+fi
 if [[ "$(id -u)" != 0 ]]; then
     log "must run as root (SLURM daemons and munged)"
     exit 2

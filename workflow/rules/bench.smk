@@ -5,6 +5,7 @@ rule bench:
     input:
         "results/bench/tiling.json",
         "results/bench/inference.json",
+        "results/bench/predict.json",
         "results/bench/training.json",
 
 
@@ -48,10 +49,12 @@ rule bench_inference:
 
 rule bench_training:
     input:
-        config=CONFIG_FILE,
+        config=ancient(CONFIG_FILE),
         store=tile_store(config["dataset"]),
     output:
         "results/bench/training.json",
+    params:
+        config_digest=config_digest("models", "train"),
     threads: 8
     resources:
         mem_mb=16000,

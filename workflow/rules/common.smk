@@ -20,6 +20,47 @@ validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 LOGS = "results/logs"
 #: The merged config (config files + --config overrides) that rules hand to `tdpcr`.
 CONFIG_FILE = "results/config.yaml"
+#: Config sections that define trained models and their evaluation.
+MODEL_SECTIONS = ("name", "dataset", "datasets", "tiling", "models", "train", "tracking")
+
+
+def write_resolved_config(path=CONFIG_FILE):
+    """Write the merged config for `tdpcr` commands, only when its content changed.
+
+    Done while parsing (every Snakemake process parses the same config, so concurrent
+    writers write the same bytes, atomically), not by a rule: rules read it as an `ancient`
+    input and rerun through `config_digest` params when the sections they use change.
+    """
+    import os
+
+    import yaml
+
+    text = "# Resolved workflow config (config files and overrides merged).\n"
+    text += yaml.safe_dump(config, sort_keys=False)
+    target = Path(path)
+    if target.exists() and target.read_text() == text:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
+write_resolved_config()
+
+
+def config_digest(*sections):
+    """Hash of some config sections, given to rules as a param.
+
+    Rules read the resolved config file as an `ancient` input and rerun when the sections
+    they use change (Snakemake's params trigger), not whenever any key of the file changes
+    (adding a `predict` scene must not retrain every model).
+    """
+    import hashlib
+    import json
+
+    chosen = {key: config.get(key) for key in sections}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 BENCHMARKS = "results/benchmarks"
 
 
@@ -76,3 +117,45 @@ def train_launcher(wildcards):
 def model_outputs(variants):
     """meta.json of each variant (written last, when training completes)."""
     return [f"results/models/{v}/meta.json" for v in variants]
+
+
+# --- Evaluation stage (tables, figures) ---
+import re
+
+from tdpcr.evaluation.methods import METHODS, figure_variants
+from tdpcr.evaluation.tables import table_methods
+
+#: Every evaluable method (the `evaluate` rule's wildcard; names contain `+`, hence the escape).
+METHOD_NAMES = list(METHODS)
+METHOD_PATTERN = "|".join(re.escape(name) for name in METHOD_NAMES)
+
+
+def eval_models(wildcards):
+    """Checkpoints (meta.json) a method runs: none for the cloudy-input reference."""
+    return model_outputs(METHODS[wildcards.method].variants)
+
+
+def eval_gpus(wildcards):
+    """One GPU for a method that runs a model, none for the cloudy-input reference."""
+    return 1 if METHODS[wildcards.method].variants else 0
+
+
+def table_evals(table):
+    """Evaluation JSONs a table is built from (nothing else: no extra training is triggered)."""
+    return [f"results/eval/{method}.json" for method in table_methods(table)]
+
+
+#: The paper's figures (rule `figures`) and the training curves (rule `training_curves`).
+FIGURES = {
+    "fig3": "results/figures/fig3_cloud_removal.png",
+    "fig4": "results/figures/fig4_prompt_pca.png",
+    "fig5": "results/figures/fig5_segmentation.png",
+    "curves": "results/figures/fig_training_curves.png",
+}
+
+
+def evaluation_outputs():
+    """Tables and figures of the evaluation stage (part of `all`)."""
+    return [f"results/{table}.csv" for table in ("table1", "table2", "table3")] + list(
+        FIGURES.values()
+    )

@@ -3,9 +3,11 @@
 
 rule complexity:
     input:
-        CONFIG_FILE,
+        ancient(CONFIG_FILE),
     output:
         report("results/complexity.csv", caption="../report/complexity.rst", category="Models"),
+    params:
+        config_digest=config_digest("models"),
     conda:
         "../../envs/tdpcr.yaml"
     log:

@@ -1,26 +1,13 @@
 # Training stage: the MLflow store, then every variant of the paper's tables.
-import yaml
-
-
-rule resolved_config:
-    output:
-        CONFIG_FILE,
-    params:
-        text=yaml.safe_dump(config, sort_keys=False),
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/resolved_config.log",
-    shell:
-        "tdpcr resolve-config --yaml {params.text:q} --out {output} > {log} 2>&1"
-
 
 rule tracking_store:
     # Created once before the training jobs: parallel jobs racing on a new SQLite schema fail.
     input:
-        CONFIG_FILE,
+        ancient(CONFIG_FILE),
     output:
         "results/tracking.json",
+    params:
+        config_digest=config_digest("name", "tracking"),
     conda:
         "../../envs/tdpcr.yaml"
     log:
@@ -31,7 +18,7 @@ rule tracking_store:
 
 rule train:
     input:
-        config=CONFIG_FILE,
+        config=ancient(CONFIG_FILE),
         tracking="results/tracking.json",
         store=tile_store(config["dataset"]),
         init=init_checkpoint,
@@ -39,6 +26,7 @@ rule train:
         model="results/models/{variant}/model.safetensors",
         meta="results/models/{variant}/meta.json",
     params:
+        config_digest=config_digest(*MODEL_SECTIONS),
         init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
         launcher=train_launcher,
     wildcard_constraints:

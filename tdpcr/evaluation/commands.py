@@ -1,0 +1,135 @@
+"""``tdpcr`` sub-commands of the evaluation stage: evaluate, table, figures, training-curves.
+
+Registered by :mod:`tdpcr.cli` (``COMMAND_MODULES``). Handlers import their implementation
+lazily, so building the parser stays cheap for every other command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+#: ``command(name, handler, help) -> parser``, as :func:`tdpcr.cli.build_parser` passes it.
+CommandFactory = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
+
+#: Table names accepted by ``tdpcr table`` (kept here so the parser needs no import).
+TABLE_NAMES: tuple[str, ...] = ("table1", "table2", "table3")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+    from tdpcr.evaluation.protocols import evaluate_method
+
+    config = load_config(Path(args.config))
+    result = evaluate_method(
+        config,
+        args.method,
+        Path(args.store),
+        Path(args.models),
+        Path(args.out),
+        split=args.split,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        force_cpu=args.cpu,
+        tracking=not args.no_tracking,
+    )
+    summary = {k: result[k] for k in ("method", "patches", "device", "metrics", "mlflow_run_id")}
+    print(json.dumps(summary, indent=2))
+
+
+def _cmd_table(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.tables import write_table
+
+    complexity = Path(args.complexity) if args.complexity else None
+    rows = write_table(args.table, [Path(p) for p in args.evals], Path(args.out), complexity)
+    print(f"wrote {len(rows)} rows to {args.out}")
+
+
+def _cmd_figures(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+    from tdpcr.evaluation.figures import make_figures
+
+    config = load_config(Path(args.config))
+    written = make_figures(
+        config,
+        Path(args.store),
+        Path(args.models),
+        Path(args.fig3),
+        Path(args.fig4),
+        Path(args.fig5),
+        split=args.split,
+        rows=args.rows,
+        threads=args.threads,
+        force_cpu=args.cpu,
+    )
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _cmd_training_curves(args: argparse.Namespace) -> None:
+    from tdpcr.config import load_config
+    from tdpcr.evaluation.figures import plot_training_curves
+    from tdpcr.training.variants import VARIANTS
+
+    config = load_config(Path(args.config))
+    variants = args.variants or list(VARIANTS)
+    histories = plot_training_curves(
+        config, Path(args.models), variants, Path(args.out), tracking=not args.no_tracking
+    )
+    print(f"wrote {args.out} ({len(histories)} of {len(variants)} variants tracked)")
+
+
+def register(command: CommandFactory) -> None:
+    """Add the evaluation sub-commands to the ``tdpcr`` parser."""
+    evaluate = command(
+        "evaluate",
+        _cmd_evaluate,
+        "score one method (Tables I-III) on the test split; write its metrics as JSON",
+    )
+    evaluate.add_argument("--config", required=True, help="workflow config (YAML)")
+    evaluate.add_argument(
+        "--method", required=True, help="e.g. dsen2cr, tdpcr-full, dsen2cr+segformer-clear"
+    )
+    evaluate.add_argument("--store", required=True, help="tile store")
+    evaluate.add_argument("--models", default="results/models", help="checkpoints folder")
+    evaluate.add_argument("--out", required=True, help="JSON to write (results/eval/<method>.json)")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument(
+        "--batch-size", type=int, default=None, help="default: the config's train.val_batch_size"
+    )
+    evaluate.add_argument("--threads", type=int, default=1, help="CPU threads (Snakemake threads)")
+    evaluate.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
+    evaluate.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+    table = command("table", _cmd_table, "write one of the paper's Tables I-III as CSV")
+    table.add_argument("table", choices=TABLE_NAMES)
+    table.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
+    table.add_argument("--complexity", default=None, help="complexity CSV (table1)")
+    table.add_argument("--out", required=True, help="CSV to write")
+
+    figures = command(
+        "figures", _cmd_figures, "draw Figures 3-5 (cloud removal, prompts, land-cover maps)"
+    )
+    figures.add_argument("--config", required=True, help="workflow config (YAML)")
+    figures.add_argument("--store", required=True, help="tile store")
+    figures.add_argument("--models", default="results/models", help="checkpoints folder")
+    figures.add_argument("--fig3", required=True, help="cloud-removal figure (PNG)")
+    figures.add_argument("--fig4", required=True, help="prompt PCA figure (PNG)")
+    figures.add_argument("--fig5", required=True, help="segmentation figure (PNG)")
+    figures.add_argument("--split", default="test", choices=("train", "val", "test"))
+    figures.add_argument("--rows", type=int, default=3, help="patches shown (by cloud cover)")
+    figures.add_argument("--threads", type=int, default=1, help="CPU threads")
+    figures.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
+
+    curves = command(
+        "training-curves",
+        _cmd_training_curves,
+        "plot training loss and validation metrics per variant from MLflow",
+    )
+    curves.add_argument("--config", required=True, help="workflow config (YAML)")
+    curves.add_argument("--models", default="results/models", help="checkpoints folder")
+    curves.add_argument("--variants", nargs="+", default=None, help="default: every variant")
+    curves.add_argument("--out", required=True, help="PNG to write")
+    curves.add_argument("--no-tracking", action="store_true", help="do not read MLflow")

@@ -1,0 +1,321 @@
+"""Evaluation protocols of the paper's Tables I-III: run a method, score it, record it.
+
+The methods (which variants, wired how) are listed in :mod:`tdpcr.evaluation.methods`.
+:func:`evaluate_method` runs one method over a split (the test split, full patches, store
+order), scores it with :class:`~tdpcr.evaluation.metrics.ReconstructionMeter` (PSNR per image
+over all 13 bands on [0, 1] reflectance, averaged over images; SSIM 11x11 Gaussian; all,
+cloudy and clear pixels) and :class:`~tdpcr.evaluation.metrics.SegmentationMeter` (one global
+confusion matrix; PA, mIoU; all, cloudy and clear pixels), writes a small JSON and logs the
+metrics into the MLflow training run(s) of the variant(s) it evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.errors import InputDataError
+from tdpcr.evaluation.methods import CR_METRICS, METHODS, SEG_METRICS, Method, get_method
+from tdpcr.training.variants import get_variant
+
+__all__ = [
+    "CR_METRICS",
+    "METHODS",
+    "SEG_METRICS",
+    "Method",
+    "evaluate_method",
+    "get_method",
+    "load_variant_model",
+    "pick_device",
+    "predict",
+    "set_threads",
+    "tracking_target",
+    "write_json_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+#: One line in every evaluation JSON, so a number is never read without its convention.
+CONVENTIONS = (
+    "PSNR: per image over all 13 bands, reflectance clamped to [0, 1], data range 1, mean over "
+    "images (per-image PSNR capped at 100 dB). SSIM: 11x11 Gaussian window, sigma 1.5, "
+    "K1 0.01, K2 0.03, per band then mean over bands, 5-pixel border left out. PA / mIoU: one "
+    "confusion matrix over the split, label 255 ignored, mIoU over classes present. "
+    "_cloudy / _clear: pixels with cloud mask 1 / 0."
+)
+
+
+# --------------------------------------------------------------------------- models
+def pick_device(force_cpu: bool = False) -> torch.device:
+    """CUDA when present (and not refused), else the CPU."""
+    if torch.cuda.is_available() and not force_cpu:
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def set_threads(threads: int) -> int:
+    """Give torch the rule's threads, capped by the CPUs really available; return the count."""
+    from tdpcr.training.trainer import available_cpus
+
+    count = max(1, min(int(threads), available_cpus()))
+    torch.set_num_threads(count)
+    return count
+
+
+def load_variant_model(
+    models_dir: Path, name: str, config: Mapping[str, Any], device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Any]:
+    """Build variant ``name`` from the config, load ``models_dir/<name>``; eval mode on device.
+
+    The architecture is built from the *config* and checked against the checkpoint's
+    metadata, so a checkpoint trained with other model sizes is refused with one line instead
+    of failing on a tensor shape (or, worse, evaluating a model the config does not describe).
+
+    Returns:
+        (model, :class:`~tdpcr.training.checkpoint.CheckpointMeta`).
+    """
+    from tdpcr.models import create_model
+    from tdpcr.training.checkpoint import check_compatible, load_model_state, read_meta
+    from tdpcr.training.variants import model_kwargs
+
+    variant = get_variant(name)
+    folder = Path(models_dir) / name
+    meta = read_meta(folder)
+    if meta.variant != name:
+        raise InputDataError(f"{folder}: checkpoint of variant {meta.variant!r}, not {name!r}")
+    kwargs = model_kwargs(variant, dict(config["models"]), len(CLASS_NAMES))
+    check_compatible(meta, variant.model, kwargs, folder)
+    model = create_model(variant.model, **kwargs)
+    load_model_state(folder, model)
+    return model.to(device).eval(), meta
+
+
+def predict(
+    method: Method, models: Mapping[str, nn.Module], batch: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Run ``method`` on a batch: ``image`` (B, 13, H, W) and/or ``logits`` (B, K, H, W).
+
+    ``models`` maps variant name to a loaded model (:func:`load_variant_model`). Outputs are
+    float32 (autocast may compute in bfloat16).
+    """
+    out: dict[str, torch.Tensor] = {}
+    cr_out: Mapping[str, Any] | None = None
+    image: torch.Tensor | None = None
+    if method.cr_variant is not None:
+        cr_out = models[method.cr_variant](batch["s2_cloudy"], batch["s1"])
+        image = cr_out["image"].float()
+    elif method.scores_cr:
+        image = batch["s2_cloudy"]  # the no-op reference: the cloudy image as the prediction
+    if image is not None:
+        out["image"] = image
+    if method.seg_variant is not None:
+        if method.seg_source == "head":
+            if cr_out is None or "logits" not in cr_out:
+                raise InputDataError(f"{method.cr_variant}: the model has no segmentation head")
+            logits = cr_out["logits"]
+        elif method.seg_source == "cr_output":
+            if image is None:
+                raise ValueError(f"method {method.name}: multi-stage without a CR model")
+            # The segmenter was trained on reflectance in [0, 1] (normalise_s2 clips); a CR
+            # output is unbounded, so it gets the same range before it is segmented.
+            logits = models[method.seg_variant](image.clamp(0.0, 1.0))["logits"]
+        else:
+            source = get_variant(method.seg_variant).seg_input or "s2_clear"
+            logits = models[method.seg_variant](batch[source])["logits"]
+        out["logits"] = logits.float()
+    return out
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+        for k, v in batch.items()
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+def _finite_or_none(value: Any) -> Any:
+    """NaN / inf -> None (JSON has no NaN); recurse into lists and dicts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as JSON via a temporary file and a rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_finite_or_none(dict(data)), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def tracking_target(config: Mapping[str, Any], enabled: bool) -> tuple[str, str] | None:
+    """(tracking URI, experiment) when tracking is on, else None."""
+    tracking = config.get("tracking", {})
+    if not (enabled and tracking.get("enabled", False)):
+        return None
+    from tdpcr.tracking import resolve_uri
+
+    return resolve_uri(tracking.get("uri")), str(config["name"])
+
+
+def evaluate_method(
+    config: Mapping[str, Any],
+    method_name: str,
+    store: Path,
+    models_dir: Path,
+    out: Path | None = None,
+    *,
+    split: str = "test",
+    batch_size: int | None = None,
+    threads: int = 1,
+    force_cpu: bool = False,
+    tracking: bool = True,
+) -> dict[str, Any]:
+    """Evaluate one method on ``split`` of ``store`` at full patch size; return the result.
+
+    Args:
+        config: the validated workflow config (model sizes, tracking, experiment name).
+        method_name: a key of :data:`METHODS`.
+        store: the tile store.
+        models_dir: folder of the variants' checkpoints (``results/models``).
+        out: JSON file to write atomically (``results/eval/<method>.json``); None = none.
+        split: split to score (``test``).
+        batch_size: patches per batch (default: ``train.val_batch_size``).
+        threads: CPU threads for torch (capped by the CPUs available).
+        force_cpu: ignore CUDA.
+        tracking: log into MLflow (when the config enables it too).
+
+    Returns:
+        The JSON content: ``method``, ``metrics`` (flat; NaN where nothing could be scored),
+        ``per_class_iou``, ``models`` (checkpoint, step, run id per variant), ``mlflow_run_id``
+        (the evaluated runs' ids joined by ``;``, empty without tracking) and context.
+    """
+    from tdpcr.data.dataset import make_loader
+    from tdpcr.data.store import open_store
+    from tdpcr.evaluation.metrics import ReconstructionMeter, SegmentationMeter
+
+    started = time.perf_counter()
+    method = get_method(method_name)
+    device = pick_device(force_cpu)
+    torch_threads = set_threads(threads)
+    print(f"method {method.name}: device {device}, {torch_threads} torch threads", flush=True)
+
+    models: dict[str, nn.Module] = {}
+    metas: dict[str, Any] = {}
+    for name in method.variants:
+        models[name], metas[name] = load_variant_model(models_dir, name, config, device)
+
+    ds = open_store(store)
+    missing = [p for p in method.pieces() if p not in ds]
+    if missing:
+        raise InputDataError(f"{store}: method {method.name} needs {missing[0]!r}, absent")
+    pieces = [*method.pieces(), *(["cloudmask"] if "cloudmask" in ds else [])]
+    size = int(batch_size or config["train"]["val_batch_size"])
+    loader = make_loader(store, split, batch_size=size, train=False, workers=0, pieces=pieces)
+
+    rec_meter = ReconstructionMeter()
+    seg_meter = SegmentationMeter(num_classes=len(CLASS_NAMES), ignore_index=IGNORE_INDEX)
+    cuda = device.type == "cuda"
+    with torch.inference_mode():
+        for batch in loader:
+            batch = _to_device(batch, device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                pred = predict(method, models, batch)
+            cloudmask = batch.get("cloudmask")
+            if method.scores_cr:
+                rec_meter.update(pred["image"], batch["s2_clear"], cloudmask)
+            if method.scores_seg:
+                seg_meter.update(pred["logits"].argmax(1), batch["landcover"], cloudmask)
+
+    metrics: dict[str, float] = {}
+    per_class: dict[str, dict[str, float]] = {}
+    if method.scores_cr:
+        rec = rec_meter.compute()
+        metrics.update({k: float(rec[k]) for k in CR_METRICS})
+    if method.scores_seg:
+        seg = seg_meter.compute()
+        metrics.update({k: float(seg[k]) for k in SEG_METRICS})
+        for suffix, part in (("", "all"), ("_cloudy", "cloudy"), ("_clear", "clear")):
+            values = seg[f"per_class_iou{suffix}"]
+            per_class[part] = dict(zip(CLASS_NAMES, values, strict=True))
+
+    target = tracking_target(config, tracking)
+    model_info: dict[str, dict[str, Any]] = {}
+    for name, meta in metas.items():
+        run_id = None
+        config_hash = meta.extra.get("config_hash")
+        if target is not None and config_hash:
+            from tdpcr.tracking import find_variant_run
+
+            run_id = find_variant_run(target[0], target[1], name, config_hash)
+            if run_id is None:
+                log.warning("no MLflow run of %s (config hash %s) found", name, config_hash)
+        model_info[name] = {
+            "checkpoint": str(Path(models_dir) / name / "model.safetensors"),
+            "step": meta.step,
+            "config_hash": config_hash,
+            "mlflow_run_id": run_id or "",
+            "validation": meta.metrics,
+        }
+    run_ids = [info["mlflow_run_id"] for info in model_info.values() if info["mlflow_run_id"]]
+    result: dict[str, Any] = {
+        "method": method.name,
+        "label": method.label,
+        "variants": list(method.variants),
+        "wiring": {
+            "cloud_removal": method.cr_variant or ("cloudy input" if method.scores_cr else None),
+            "segmentation": method.seg_variant,
+            "segmentation_input": method.seg_source,
+        },
+        "split": split,
+        "patches": len(loader.dataset),
+        "patch_size": int(ds.attrs["patch_size"]),
+        "store": str(store),
+        "device": str(device),
+        "metrics": metrics,
+        "per_class_iou": per_class,
+        "psnr_capped_images": rec_meter.num_capped if method.scores_cr else 0,
+        "models": model_info,
+        "mlflow_run_id": ";".join(run_ids),
+        "metric_prefix": method.metric_prefix,
+        "conventions": CONVENTIONS,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if out is not None:
+        write_json_atomic(Path(out), result)
+    if target is not None:
+        from tdpcr.tracking import record_evaluation
+
+        logged = {f"{method.metric_prefix}{k}": v for k, v in metrics.items()}
+        for name, info in model_info.items():
+            if info["mlflow_run_id"]:
+                artifact = Path(out) if out is not None else None
+                record_evaluation(
+                    target[0], info["mlflow_run_id"], logged, metas[name].step, artifact
+                )
+    return result

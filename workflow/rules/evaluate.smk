@@ -1,0 +1,117 @@
+# Evaluation stage: one JSON of test metrics per method, the paper's Tables I-III, the figures.
+# Each table depends only on its methods' JSONs, each JSON only on the checkpoints it runs, so
+# `snakemake results/table2.csv` trains and evaluates only what Table II needs.
+
+
+rule evaluate:
+    input:
+        config=ancient(CONFIG_FILE),
+        store=tile_store(config["dataset"]),
+        models=eval_models,
+    output:
+        "results/eval/{method}.json",
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
+    wildcard_constraints:
+        method=METHOD_PATTERN,
+    threads: config["train"]["threads"]
+    resources:
+        gpu=eval_gpus,
+        runtime=config["train"].get("runtime_minutes", 60),
+        mem_mb=config["train"].get("mem_mb", 8000),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/evaluate_{{method}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_{{method}}.tsv"
+    shell:
+        "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
+        " --store {input.store} --models results/models --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule table1:
+    input:
+        evals=table_evals("table1"),
+        complexity="results/complexity.csv",
+    output:
+        report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/table1.log",
+    shell:
+        "tdpcr table table1 --evals {input.evals:q} --complexity {input.complexity}"
+        " --out {output} > {log} 2>&1"
+
+
+rule table2:
+    input:
+        evals=table_evals("table2"),
+    output:
+        report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/table2.log",
+    shell:
+        "tdpcr table table2 --evals {input.evals:q} --out {output} > {log} 2>&1"
+
+
+rule table3:
+    input:
+        evals=table_evals("table3"),
+    output:
+        report("results/table3.csv", caption="../report/table3.rst", category="Tables"),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/table3.log",
+    shell:
+        "tdpcr table table3 --evals {input.evals:q} --out {output} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        config=ancient(CONFIG_FILE),
+        store=tile_store(config["dataset"]),
+        models=model_outputs(figure_variants()),
+    output:
+        fig3=report(FIGURES["fig3"], caption="../report/fig3.rst", category="Figures"),
+        fig4=report(FIGURES["fig4"], caption="../report/fig4.rst", category="Figures"),
+        fig5=report(FIGURES["fig5"], caption="../report/fig5.rst", category="Figures"),
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=config["train"].get("mem_mb", 8000),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/figures.log",
+    benchmark:
+        f"{BENCHMARKS}/figures.tsv"
+    shell:
+        "tdpcr figures --config {input.config} --store {input.store} --models results/models"
+        " --fig3 {output.fig3} --fig4 {output.fig4} --fig5 {output.fig5}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule training_curves:
+    input:
+        config=ancient(CONFIG_FILE),
+        tracking="results/tracking.json",
+        models=model_outputs(VARIANT_NAMES),
+    output:
+        report(FIGURES["curves"], caption="../report/training_curves.rst", category="Figures"),
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/training_curves.log",
+    shell:
+        "tdpcr training-curves --config {input.config} --models results/models"
+        " --out {output} > {log} 2>&1"
