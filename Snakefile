@@ -8,6 +8,17 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# Seconds of work each: on a cluster they run on the submit host instead of costing an
+# sbatch job (7-10 s of overhead each).
+localrules:
+    all,
+    bench,
+    tracking_store,
+    table1,
+    table2,
+    table3,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"

@@ -98,7 +98,9 @@ def setup_runtime(threads: int, *, force_cpu: bool = False) -> Runtime:
     ``--cores 8`` on a 2-core machine does not oversubscribe. A quarter of them (none below 4)
     feed the data loader; the rest run torch's intra-op kernels.
     """
-    cpus = max(1, min(threads, available_cpus()))
+    # Under torchrun the job's CPUs are shared by its LOCAL_WORLD_SIZE processes.
+    local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cpus = max(1, min(threads, available_cpus()) // local_world)
     workers = cpus // 4
     torch_threads = max(1, cpus - workers)
     torch.set_num_threads(torch_threads)
