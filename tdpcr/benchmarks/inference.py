@@ -29,22 +29,20 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import json
 import os
 import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tdpcr.benchmarks.complexity import PAPER_SIZES
+from tdpcr.io import write_json_atomic
 from tdpcr.models.registry import create_model
 
 #: Benchmarked entries: label -> (registry name, extra kwargs). "tdpcr" is the
@@ -270,24 +268,8 @@ def run_inference_benchmark(
     }
 
 
-def write_json(data: Mapping[str, Any], out_path: str | os.PathLike[str]) -> Path:
-    """Write ``data`` as indented JSON atomically (temp file, then os.replace)."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
 def write_inference_benchmark(out_path: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
     """Run :func:`run_inference_benchmark` with ``kwargs`` and write its result as JSON."""
     result = run_inference_benchmark(**kwargs)
-    write_json(result, out_path)
+    write_json_atomic(out_path, result)
     return result

@@ -38,6 +38,7 @@ import rasterio
 from rasterio.windows import Window
 
 from tdpcr.benchmarks.tiling import _PEAK_RSS
+from tdpcr.io import write_json_atomic
 from tdpcr.prediction.predict import (
     CLOUDFREE_NODATA,
     GDAL_CACHE_MB,
@@ -315,9 +316,5 @@ def run_predict_benchmark(
             "python": platform.python_version(),
         },
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
     return result

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from tdpcr.io import write_json_atomic
+
 # Peak RSS is read from VmHWM (/proc/self/status): unlike getrusage's ru_maxrss it is not
 # inherited from the parent process across fork + exec (the parent held the generated scene).
 _PEAK_RSS = """
@@ -143,9 +145,5 @@ def run_tiling_benchmark(
         f"thread, tdpcr with {workers} reader threads",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
     return result

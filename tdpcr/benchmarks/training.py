@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tdpcr.io import write_json_atomic
+
 _CASE = r"""
 import json, sys, time
 import torch
@@ -170,9 +172,5 @@ def run_training_benchmark(
             "python": platform.python_version(),
         },
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
     return result

@@ -11,11 +11,8 @@ metrics into the MLflow training run(s) of the variant(s) it evaluated.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdpcr import io
 from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.errors import InputDataError
 from tdpcr.evaluation.methods import CR_METRICS, METHODS, SEG_METRICS, Method, get_method
@@ -157,20 +155,8 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as JSON via a temporary file and a rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_finite_or_none(dict(data)), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as JSON atomically, with NaN / inf as null (valid JSON)."""
+    return io.write_json_atomic(path, _finite_or_none(dict(data)))
 
 
 def tracking_target(config: Mapping[str, Any], enabled: bool) -> tuple[str, str] | None:
