@@ -15,10 +15,8 @@ equals fvcore's MAC count, so the paper's "FLOPs" column is read as MACs.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdpcr.io import write_csv_atomic
 from tdpcr.models.registry import create_model
 
 #: Constructor kwargs of each model at the size the paper reports (SegFormer: the paper does
@@ -182,20 +181,7 @@ def complexity_rows(
 
 def write_rows_csv(rows: list[dict[str, Any]], out_path: str | os.PathLike[str]) -> Path:
     """Write ``rows`` (keys ``COLUMNS``) to CSV atomically (temp file, then os.replace)."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_csv_atomic(out_path, rows, COLUMNS)
 
 
 def write_complexity_csv(

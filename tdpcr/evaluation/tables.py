@@ -16,14 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tdpcr.errors import InputDataError
+from tdpcr.io import write_csv_atomic
 
 #: Note on every row while the paper's accuracy numbers are not filled in.
 PAPER_NOTE = "paper values: fill from arXiv 2601.12052 Tables I-III"
@@ -277,22 +276,7 @@ def build_table(
 
 def write_table_csv(rows: Iterable[Mapping[str, Any]], columns: Iterable[str], out: Path) -> Path:
     """Write rows to CSV atomically (temporary file, then rename); None -> empty cell."""
-    out = Path(out)
-    columns = list(columns)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return write_csv_atomic(out, rows, columns)
 
 
 def write_table(
