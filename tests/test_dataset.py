@@ -82,3 +82,24 @@ def test_unknown_split_and_bad_crop(scene_store: Path) -> None:
         TileDataset(scene_store, "train", crop=64)
     with pytest.raises(InputDataError, match="not found"):
         TileDataset(scene_store.parent / "missing.zarr")
+
+
+def test_cache_returns_the_same_samples_and_stays_within_budget(scene_store: Path) -> None:
+    plain = TileDataset(scene_store, "train", crop=16, flips=True, seed=3)
+    cached = TileDataset(scene_store, "train", crop=16, flips=True, seed=3, cache_mb=64)
+    for item in (*range(len(plain)), 0, 2):  # the second visits come from memory
+        a, b = plain[(item, 7 + item)], cached[(item, 7 + item)]
+        for piece in plain.pieces:
+            assert torch.equal(a[piece], b[piece]), (item, piece)
+    assert cached.cached_patches == len(cached)
+
+    one_patch_mb = sum(
+        open_store(scene_store)[piece].isel(patch=0).nbytes for piece in cached.pieces
+    ) / 2**20
+    small = TileDataset(scene_store, "train", crop=16, cache_mb=2.5 * one_patch_mb)
+    for item in range(len(small)):
+        small[item]
+    assert small.cached_patches == 2  # the third patch would pass the budget
+    assert TileDataset(scene_store, "train", crop=16).cached_patches == 0
+    with pytest.raises(InputDataError, match="cache_mb"):
+        TileDataset(scene_store, "train", cache_mb=-1)

@@ -187,8 +187,13 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-#: Figure 3 compares these cloud-removal methods (column title, method name).
-FIG3_METHODS: tuple[tuple[str, str], ...] = (("DSen2-CR", "dsen2cr"), ("TDP-CR", "tdpcr-full"))
+#: Figure 3 compares these cloud-removal methods (column title, method name). Both TDP-CR
+#: phases are shown: phase 2 retrains the PGF for segmentation, which moves the reconstruction.
+FIG3_METHODS: tuple[tuple[str, str], ...] = (
+    ("DSen2-CR", "dsen2cr"),
+    ("TDP-CR CR-only", "tdpcr-cr"),
+    ("TDP-CR Full", "tdpcr-full"),
+)
 #: Figure 4 shows the prompt of this variant.
 FIG4_VARIANT = "tdpcr-full"
 #: Figure 5: one land-cover map per protocol of Table II (column title, method name).

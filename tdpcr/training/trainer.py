@@ -349,6 +349,7 @@ def train_variant(
             f"{store}: {n_train} training patches, fewer than one batch of {batch_size}"
         )
     sampler = ResumableSampler(n_train, batch_size, seed, runtime.rank, runtime.world)
+    cache_mb = float(train.get("cache_mb", 0))
     train_loader = make_loader(
         store,
         "train",
@@ -359,9 +360,16 @@ def train_variant(
         seed=seed,
         pieces=pieces,
         sampler=sampler,
+        cache_mb=cache_mb,
     )
     val_loader = make_loader(
-        store, "val", batch_size=int(train["val_batch_size"]), train=False, workers=0, pieces=pieces
+        store,
+        "val",
+        batch_size=int(train["val_batch_size"]),
+        train=False,
+        workers=0,
+        pieces=pieces,
+        cache_mb=cache_mb,
     )
     sampler.start_at(start_step)
 
