@@ -100,6 +100,11 @@ def test_cache_returns_the_same_samples_and_stays_within_budget(scene_store: Pat
     for item in range(len(small)):
         small[item]
     assert small.cached_patches == 2  # the third patch would pass the budget
-    assert TileDataset(scene_store, "train", crop=16).cached_patches == 0
+    cached_index = next(iter(small._cache))
+    item = int(np.flatnonzero(small.indices == cached_index)[0])
+    small._arrays = dict.fromkeys(small.pieces)  # a cached patch must not read the store
+    uncached = TileDataset(scene_store, "train", crop=16)
+    assert torch.equal(small[(item, 1)]["s1"], uncached[(item, 1)]["s1"])
+    assert uncached.cached_patches == 0
     with pytest.raises(InputDataError, match="cache_mb"):
         TileDataset(scene_store, "train", cache_mb=-1)

@@ -90,6 +90,7 @@ class TileDataset(Dataset):
             raise InputDataError(f"cache_mb must be >= 0, got {cache_mb}")
         self._cache_budget = int(cache_mb * 2**20)
         self._cache_bytes = 0
+        self._cache_full = False
         self._cache: dict[int, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -112,13 +113,15 @@ class TileDataset(Dataset):
         """The whole stored patch from the cache, reading and caching it while budget lasts."""
         if index in self._cache:
             return self._cache[index]
-        if self._cache_bytes >= self._cache_budget:
+        if self._cache_full:
             return None
         patch = {piece: array[index] for piece, array in self._open().items()}
         size = sum(values.nbytes for values in patch.values())
         if self._cache_bytes + size > self._cache_budget:
-            self._cache_budget = 0  # full: stop trying (access is random, eviction buys nothing)
-            return None
+            # Full: keep what is cached and add nothing more (access is random, so evicting
+            # one patch for another would buy nothing). This patch is used once, uncached.
+            self._cache_full = True
+            return patch
         self._cache[index] = patch
         self._cache_bytes += size
         return patch
