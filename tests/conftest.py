@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,25 @@ from tdpcr.data.sources import make_source
 from tdpcr.data.tiling import tile_source
 from tests.fakes import make_scenes
 
+REPO = Path(__file__).resolve().parents[1]
 #: ../shared/realdata next to the repository (absent in a user's clone: tests skip).
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """This repository's workflow run in ``workdir`` with ``workdir/config.yaml``, plus args."""
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
 @pytest.fixture(scope="session")

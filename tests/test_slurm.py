@@ -26,10 +26,10 @@ import pytest
 import yaml
 
 from tdpcr.data.store import open_store
+from tests.conftest import REPO, snakemake_command
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 #: Same defaults as cluster.sh; both read the same variables, so overrides reach both.
@@ -63,27 +63,14 @@ def write_workdir(workdir: Path, config: dict) -> Path:
     return workdir
 
 
-def snakemake_args(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        *args,
-    ]
-
-
 def slurm_args(workdir: Path, *targets: str) -> list[str]:
     # --max-threads: rules may ask for more threads than this one node has CPUs (the default
     # train.threads is 8) and sbatch refuses such jobs; cap them at the node's size, as
     # --cores 2 does for the local executor.
     cpus = len(os.sched_getaffinity(0))
-    return snakemake_args(workdir, "--profile", str(PROFILE), "--max-threads", str(cpus), *targets)
+    return snakemake_command(
+        workdir, "--profile", str(PROFILE), "--max-threads", str(cpus), *targets
+    )
 
 
 def client_env() -> dict[str, str]:
@@ -353,7 +340,7 @@ def test_cancelled_training_is_resubmitted_and_resumes(
 
     # Inputs first, locally: the point here is the training job.
     inputs = subprocess.run(
-        snakemake_args(workdir, "--cores", "2", "--omit-from", "train", target),
+        snakemake_command(workdir, "--cores", "2", "--omit-from", "train", target),
         env=slurm_env,
         capture_output=True,
         text=True,
@@ -406,7 +393,7 @@ def test_cancelled_training_is_resubmitted_and_resumes(
 def test_wall_time_slurm_vs_local(slurm_run: Run, tmp_path_factory: pytest.TempPathFactory) -> None:
     workdir = write_workdir(tmp_path_factory.mktemp("local"), tiny_config())
     local = run_logged(
-        snakemake_args(workdir, "--cores", "2", "all"),
+        snakemake_command(workdir, "--cores", "2", "all"),
         client_env(),
         workdir / "snakemake.out",
         RUN_TIMEOUT_S,

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from tdpcr.data.store import open_store
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, snakemake_command
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +25,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("workflow")
     shutil.copy(REPO / "config" / "tiny.yaml", workdir / "config.yaml")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            "all",
-        ],
+        snakemake_command(workdir, "--cores", "2", "all"),
         capture_output=True,
         text=True,
     )
@@ -78,21 +64,7 @@ def test_every_rule_logged_and_benchmarked(tiny_run: Path) -> None:
 
 def test_rerun_has_nothing_to_do(tiny_run: Path) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tiny_run),
-            "--configfile",
-            str(tiny_run / "config.yaml"),
-            "--cores",
-            "2",
-            "-n",
-            "all",
-        ],
+        snakemake_command(tiny_run, "--cores", "2", "-n", "all"),
         capture_output=True,
         text=True,
     )
@@ -126,19 +98,7 @@ def test_tables_and_figures_built(tiny_run: Path) -> None:
 def test_report_includes_tables_and_figures(tiny_run: Path) -> None:
     report = tiny_run / "results" / "report.html"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tiny_run),
-            "--configfile",
-            str(tiny_run / "config.yaml"),
-            "--report",
-            str(report),
-        ],
+        snakemake_command(tiny_run, "--report", str(report)),
         capture_output=True,
         text=True,
     )
