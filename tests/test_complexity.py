@@ -10,30 +10,25 @@ import pytest
 import torch
 
 from tdpcr.benchmarks import complexity, inference
+from tdpcr.core.config import shipped_config
 from tdpcr.models import DSen2CR
 
-TINY_SIZES: dict = {
-    "tdpcr": {
-        "width": 8, "enc_blocks": [1, 1, 1, 1], "dec_blocks": [1, 1, 1, 1],
-        "prompt_hidden": 8, "pgf_min_hidden": 4, "psi_ratio": 1.0, "head_width": 4,
-    },
-    "dsen2cr": {"features": 8, "num_blocks": 2},
-    "segformer": {
-        "hidden_sizes": [8, 16, 32, 64], "depths": [1, 1, 1, 1],
-        "num_attention_heads": [1, 1, 1, 1], "decoder_hidden_size": 16,
-    },
-}
+#: The shipped tiny config's model sizes (config/tiny.yaml), not a copy of them.
+TINY_SIZES: dict = shipped_config("tiny")["models"]
 #: Stand-in "paper size" so the test does not run the 1.2 TMAC DSen2-CR.
 FAKE_PAPER: dict = {**TINY_SIZES, "dsen2cr": {"features": 16, "num_blocks": 1}}
 
 EXPECTED_ROWS = [
-    ("tdpcr", "cr-only"), ("tdpcr", "full"), ("dsen2cr", "cr"),
-    ("segformer", "optical-13"), ("segformer", "sar-2"),
+    ("tdpcr", "cr-only"),
+    ("tdpcr", "full"),
+    ("dsen2cr", "cr"),
+    ("segformer", "optical-13"),
+    ("segformer", "sar-2"),
 ]
 
 
 def test_write_complexity_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(complexity, "PAPER_SIZES", FAKE_PAPER)
+    monkeypatch.setattr(complexity, "paper_sizes", lambda: FAKE_PAPER)
     out = tmp_path / "results" / "complexity.csv"
     returned = complexity.write_complexity_csv(TINY_SIZES, out, image_size=64)
 
@@ -66,9 +61,10 @@ def test_write_complexity_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert int(seg13["params"]) > int(seg2["params"])
     assert seg13["input_shape"] == "1x13x64x64"
     # Configured and fake-paper DSen2-CR differ, so both sizes were really built.
-    assert by_key[("dsen2cr", "cr", "configured")]["params"] != by_key[("dsen2cr", "cr", "paper")][
-        "params"
-    ]
+    assert (
+        by_key[("dsen2cr", "cr", "configured")]["params"]
+        != by_key[("dsen2cr", "cr", "paper")]["params"]
+    )
 
 
 def test_dsen2cr_macs_match_hand_count() -> None:
@@ -85,8 +81,13 @@ def test_dsen2cr_macs_match_hand_count() -> None:
 def test_inference_benchmark_tiny(tmp_path: Path) -> None:
     out = tmp_path / "bench" / "inference.json"
     result = inference.write_inference_benchmark(
-        out, sizes=TINY_SIZES, batch_sizes=(1, 2), image_size=32, device="cpu",
-        repeats=2, warmup=0,
+        out,
+        sizes=TINY_SIZES,
+        batch_sizes=(1, 2),
+        image_size=32,
+        device="cpu",
+        repeats=2,
+        warmup=0,
     )
     assert json.loads(out.read_text()) == result
     assert result["device"] == "cpu" and result["precision"] == "fp32"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from tdpcr.core.errors import InputDataError
 from tdpcr.data.dataset import TileDataset, make_loader
 from tdpcr.data.normalize import denormalise_s2, normalise_s1, normalise_s2
 from tdpcr.data.store import open_store
-from tdpcr.errors import InputDataError
 
 
 def test_full_patches_for_evaluation_match_the_store(scene_store: Path) -> None:
@@ -93,9 +93,9 @@ def test_cache_returns_the_same_samples_and_stays_within_budget(scene_store: Pat
             assert torch.equal(a[piece], b[piece]), (item, piece)
     assert cached.cached_patches == len(cached)
 
-    one_patch_mb = sum(
-        open_store(scene_store)[piece].isel(patch=0).nbytes for piece in cached.pieces
-    ) / 2**20
+    one_patch_mb = (
+        sum(open_store(scene_store)[piece].isel(patch=0).nbytes for piece in cached.pieces) / 2**20
+    )
     small = TileDataset(scene_store, "train", crop=16, cache_mb=2.5 * one_patch_mb)
     for item in range(len(small)):
         small[item]

@@ -14,10 +14,12 @@ import torch
 import yaml
 
 from tdpcr.cli import main
-from tdpcr.config import validate_config
+from tdpcr.core.config import validate_config
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.metrics import ReconstructionMeter
+from tdpcr.core.paper import PAPER_COMPLEXITY
+from tdpcr.core.specs import CR_METRICS, SEG_METRICS
 from tdpcr.data.dataset import make_loader
-from tdpcr.errors import InputDataError
-from tdpcr.evaluation import ReconstructionMeter
 from tdpcr.evaluation.figures import (
     load_patches,
     make_figures,
@@ -26,7 +28,7 @@ from tdpcr.evaluation.figures import (
     rgb_composite,
     select_patches,
 )
-from tdpcr.evaluation.methods import CR_METRICS, METHODS, SEG_METRICS, figure_variants
+from tdpcr.evaluation.methods import METHODS, figure_variants
 from tdpcr.evaluation.protocols import (
     evaluate_method,
     load_variant_model,
@@ -34,10 +36,8 @@ from tdpcr.evaluation.protocols import (
 )
 from tdpcr.evaluation.tables import (
     NOT_REIMPLEMENTED,
-    PAPER_COMPLEXITY,
     PAPER_NOTE,
-    TABLE_COLUMNS,
-    TABLE_ROWS,
+    TABLES,
     table_methods,
 )
 from tdpcr.tracking import Tracker, init_store
@@ -108,7 +108,7 @@ def test_methods_cover_the_tables_and_name_trained_variants() -> None:
     for method in METHODS.values():
         assert set(method.variants) <= set(VARIANTS), method.name
         assert "+" not in method.metric_prefix  # MLflow refuses '+' in metric names
-    for table in TABLE_ROWS:
+    for table in TABLES:
         assert set(table_methods(table)) <= set(METHODS)
     assert METHODS["dsen2cr+segformer-clear"].variants == ("dsen2cr", "segformer-clear")
     assert METHODS["cloudy-input"].variants == ()
@@ -237,7 +237,7 @@ def test_incompatible_checkpoint_is_refused(trained: tuple[dict, Path], scene_st
 def _fake_evaluations(folder: Path) -> list[Path]:
     """One JSON per table method with distinct metric values (no model needed)."""
     paths = []
-    methods = sorted({m for table in TABLE_ROWS for m in table_methods(table)})
+    methods = sorted({m for table in TABLES for m in table_methods(table)})
     for i, name in enumerate(methods):
         method = METHODS[name]
         metrics = {}
@@ -284,19 +284,19 @@ def test_tables_have_their_rows_columns_and_paper_values_apart(tmp_path: Path) -
     data = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in evals}
     complexity = _fake_complexity(tmp_path / "complexity.csv")
     tables = {}
-    for table in TABLE_ROWS:
+    for table in TABLES:
         out = tmp_path / f"{table}.csv"
         args = ["table", table, "--evals", *map(str, evals), "--out", str(out)]
         if table == "table1":
             args += ["--complexity", str(complexity)]
         assert main(args) == 0
         tables[table] = rows = _read_csv(out)
-        assert list(rows[0]) == list(TABLE_COLUMNS[table])
-        assert len(rows) == len(TABLE_ROWS[table])
+        assert list(rows[0]) == list(TABLES[table].columns)
+        assert len(rows) == len(TABLES[table].rows)
         for row in rows:
             measured = [
                 c
-                for c in TABLE_COLUMNS[table]
+                for c in TABLES[table].columns
                 if c not in ("paper_note", "mlflow_run_id", "status")
                 and not c.startswith("paper_")
                 and c not in ("method", "label", "paradigm", "group", "configuration")

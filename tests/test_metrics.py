@@ -17,18 +17,19 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from tdpcr.data.normalize import normalise_s2
-from tdpcr.evaluation import (
+from tdpcr.core.metrics import (
     PSNR_CAP_DB,
     ReconstructionMeter,
     SegmentationMeter,
+    _gaussian_filter_conv,
+    _gaussian_filter_matmul,
     confusion_matrix,
     pa_miou,
     psnr_per_image,
     ssim_map,
     ssim_per_image,
 )
-from tdpcr.evaluation.metrics import _gaussian_filter_conv, _gaussian_filter_matmul
+from tdpcr.data.normalize import normalise_s2
 from tests.conftest import REALDATA
 
 TOL_F64 = 1e-9

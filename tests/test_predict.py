@@ -20,26 +20,20 @@ from rasterio.transform import Affine
 from torch import nn
 
 from tdpcr.cli import main
-from tdpcr.constants import CLASS_NAMES, S2_BANDS
+from tdpcr.core.checkpoint import CheckpointMeta, save_checkpoint
+from tdpcr.core.config import shipped_config
+from tdpcr.core.specs import CLASS_NAMES, LANDCOVER_COLORS, S2_BANDS
 from tdpcr.data.rasters import write_geotiff
-from tdpcr.data.synthetic import LANDCOVER_COLORS
 from tdpcr.models.registry import create_model
 from tdpcr.prediction import PredictOptions, Predictor, predict_scene
-from tdpcr.prediction.predict import convert_to_cog, taper, window_offsets
-from tdpcr.training.checkpoint import CheckpointMeta, save_checkpoint
+from tdpcr.prediction.windows import taper, window_offsets
+from tdpcr.prediction.writers import convert_to_cog
 from tests.conftest import REALDATA
 
 CRS = "EPSG:32633"
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 5_000_000.0)
-TINY_TDPCR = {
-    "width": 8,
-    "enc_blocks": [1, 1, 1, 1],
-    "dec_blocks": [1, 1, 1, 1],
-    "prompt_channels": 4,
-    "prompt_hidden": 8,
-    "pgf_min_hidden": 4,
-    "head_width": 4,
-}
+#: The shipped tiny config's TDP-CR size (config/tiny.yaml).
+TINY_TDPCR = shipped_config("tiny")["models"]["tdpcr"]
 SEN12MSCR_PATCH = "ROIs1970_fall_139_p839.tif"
 
 
@@ -367,7 +361,7 @@ def test_s1_on_another_grid_is_reprojected_with_a_warning(
     s1 = np.random.default_rng(2).uniform(-20, -8, (2, 34, 42)).astype(np.float32)
     sar = write_geotiff(tmp_path / "in" / "s1_20m.tif", s1, crs=CRS, transform=s1_transform)
     out = tmp_path / "pred"
-    with caplog.at_level(logging.WARNING, logger="tdpcr.prediction.predict"):
+    with caplog.at_level(logging.WARNING, logger="tdpcr.prediction.inputs"):
         result = predict_scene(
             optical,
             sar,
@@ -386,7 +380,7 @@ def test_s1_on_the_same_grid_is_read_directly(
     tmp_path: Path, checkpoints: dict[str, Path], caplog
 ) -> None:
     optical, sar = write_scene(tmp_path / "in", 40, 40)
-    with caplog.at_level(logging.WARNING, logger="tdpcr.prediction.predict"):
+    with caplog.at_level(logging.WARNING, logger="tdpcr.prediction.inputs"):
         result = predict_scene(
             optical, sar, checkpoints["cr"], tmp_path / "p", PredictOptions(progress=False)
         )

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.data.sources.luojiaset import LuojiaSetSource
 from tdpcr.data.sources.sen12mscr import IGBP_TO_CLASS, Sen12MSCRSource
-from tdpcr.errors import InputDataError
 from tests.fakes import (
     SEN12MSCR_PATCHES,
     fake_s1,

@@ -7,7 +7,14 @@ import pytest
 import rasterio
 from scipy.ndimage import binary_opening
 
-from tdpcr.constants import CLASS_NAMES, CLOUD_BINS, S1_BANDS, S2_BANDS, cloud_bin_index
+from tdpcr.core.specs import (
+    CLASS_NAMES,
+    CLOUD_BINS,
+    LANDCOVER_COLORS,
+    S1_BANDS,
+    S2_BANDS,
+    cloud_bin_index,
+)
 from tdpcr.data import synthetic
 from tdpcr.data.clouds import apply_cloud_layer, make_cloud_layer
 from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes
@@ -175,7 +182,7 @@ def test_write_synthetic_scenes(tmp_path) -> None:
                 else:
                     assert src.descriptions == (piece,) and src.dtypes[0] == "uint8"
                 if piece == "landcover":
-                    assert src.colormap(1)[0][:3] == synthetic.LANDCOVER_COLORS[0][:3]
+                    assert src.colormap(1)[0][:3] == LANDCOVER_COLORS[0][:3]
                 if piece == "cloudmask":
                     mask = src.read(1)
                     covers.append(float(mask.mean()))

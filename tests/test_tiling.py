@@ -12,7 +12,7 @@ import rasterio
 import xarray as xr
 import zarr
 
-from tdpcr.constants import CLASS_NAMES, S2_BANDS, SPLITS, cloud_bin_index
+from tdpcr.core.specs import CLASS_NAMES, S2_BANDS, SPLITS, cloud_bin_index
 from tdpcr.data.sources import make_source
 from tdpcr.data.sources.scenes import grid_offsets
 from tdpcr.data.split import stratified_split

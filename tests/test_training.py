@@ -12,9 +12,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import tdpcr.training.trainer as trainer_module
-from tdpcr.config import validate_config
-from tdpcr.errors import ConfigError, InputDataError
+import tdpcr.training.steps as steps_module
+from tdpcr.core.config import validate_config
+from tdpcr.core.errors import ConfigError, InputDataError
 from tdpcr.tracking import Tracker, init_store
 from tdpcr.training.trainer import EXIT_INTERRUPTED, train_variant
 from tdpcr.training.variants import VARIANTS
@@ -95,7 +95,7 @@ def test_resume_after_sigterm_equals_uninterrupted(
     train_variant(config, "tdpcr-cr", scene_store, reference, threads=1, progress=False)
 
     calls = {"n": 0}
-    real_loss = trainer_module.reconstruction_loss
+    real_loss = steps_module.reconstruction_loss
 
     def loss_then_sigterm(*args, **kwargs):
         calls["n"] += 1
@@ -103,14 +103,14 @@ def test_resume_after_sigterm_equals_uninterrupted(
             os.kill(os.getpid(), signal.SIGTERM)
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "reconstruction_loss", loss_then_sigterm)
+    monkeypatch.setattr(steps_module, "reconstruction_loss", loss_then_sigterm)
     resumed = tmp_path / "resumed"
     with pytest.raises(SystemExit) as stopped:
         train_variant(config, "tdpcr-cr", scene_store, resumed, threads=1, progress=False)
     assert stopped.value.code == EXIT_INTERRUPTED
     assert yaml.safe_load((resumed / "last" / "meta.json").read_text())["step"] == 3
     assert not (resumed / "model.safetensors").exists()  # not published before completion
-    monkeypatch.setattr(trainer_module, "reconstruction_loss", real_loss)
+    monkeypatch.setattr(steps_module, "reconstruction_loss", real_loss)
 
     train_variant(config, "tdpcr-cr", scene_store, resumed, threads=1, progress=False)
     expected = load_file(str(reference / "last" / "model.safetensors"))

@@ -73,13 +73,13 @@ def test_rerun_has_nothing_to_do(tiny_run: Path) -> None:
 
 
 def test_tables_and_figures_built(tiny_run: Path) -> None:
-    from tdpcr.evaluation.tables import NOT_REIMPLEMENTED, TABLE_ROWS
+    from tdpcr.evaluation.tables import NOT_REIMPLEMENTED, TABLES
 
     results = tiny_run / "results"
-    for table, rows in TABLE_ROWS.items():
+    for table, spec in TABLES.items():
         with (results / f"{table}.csv").open(newline="") as fh:
             written = list(csv.DictReader(fh))
-        assert len(written) == len(rows), table
+        assert len(written) == len(spec.rows), table
         for row in written:
             measured = row["status"] != NOT_REIMPLEMENTED
             assert bool(row["mlflow_run_id"]) == (measured and row["method"] != "cloudy-input")

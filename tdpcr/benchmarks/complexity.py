@@ -26,39 +26,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdpcr.io import write_csv_atomic
-from tdpcr.models.registry import create_model
+from tdpcr.core.config import shipped_config
+from tdpcr.core.io import write_csv_atomic
+from tdpcr.core.paper import PAPER_COMPLEXITY
+from tdpcr.models import create_model
 
-#: Constructor kwargs of each model at the size the paper reports (SegFormer: the paper does
-#: not give its size; empty = the SegFormer class defaults, MiT-B0).
-PAPER_SIZES: dict[str, dict[str, Any]] = {
-    "tdpcr": {
-        "width": 32,
-        "enc_blocks": [2, 2, 2, 2],
-        "dec_blocks": [2, 2, 2, 2],
-        "prompt_channels": 8,
-        "prompt_hidden": 32,
-        "pgf_mode": "both",
-        "pgf_reduction": 16,
-        "pgf_min_hidden": 32,
-        "psi_ratio": 2.0,
-        "head_width": 8,
-    },
-    "dsen2cr": {"features": 256, "num_blocks": 16, "residual_scale": 0.1},
-    "segformer": {},
-}
 
-#: (model, variant) -> (params in M, "FLOPs" in G) as printed in the paper's tables.
-PAPER_REPORTED: dict[tuple[str, str], tuple[float, float]] = {
-    ("tdpcr", "cr-only"): (5.92, 34.3),
-    ("tdpcr", "full"): (5.95, 38.2),
-    ("dsen2cr", "cr"): (18.95, 1241.2),
+def paper_sizes() -> dict[str, dict[str, Any]]:
+    """Constructor kwargs of each model at the paper's size, from the shipped config/paper.yaml
+    (SegFormer: the paper does not give its size; the config's is MiT-B0)."""
+    return shipped_config("paper")["models"]
+
+
+#: Rows of this report that the paper's Table I lists: (model, variant) -> its key in
+#: :data:`tdpcr.core.paper.PAPER_COMPLEXITY`.
+PAPER_ROWS: dict[tuple[str, str], str] = {
+    ("tdpcr", "cr-only"): "tdpcr-cr",
+    ("tdpcr", "full"): "tdpcr-full",
+    ("dsen2cr", "cr"): "dsen2cr",
 }
 
 #: CSV columns, in order.
 COLUMNS: tuple[str, ...] = (
-    "model", "variant", "size", "input_shape", "params", "params_M", "macs", "macs_G", "flops_G",
-    "paper_params_M", "paper_flops_G",
+    "model",
+    "variant",
+    "size",
+    "input_shape",
+    "params",
+    "params_M",
+    "macs",
+    "macs_G",
+    "flops_G",
+    "paper_params_M",
+    "paper_flops_G",
 )
 
 
@@ -66,7 +66,10 @@ COLUMNS: tuple[str, ...] = (
 #: counting them would make the total depend on whether a norm is written as one fused op
 #: (counted) or as several elementwise ops (not counted).
 _IGNORED_OPS: tuple[str, ...] = (
-    "aten::layer_norm", "aten::group_norm", "aten::batch_norm", "aten::instance_norm",
+    "aten::layer_norm",
+    "aten::group_norm",
+    "aten::batch_norm",
+    "aten::instance_norm",
 )
 
 
@@ -153,7 +156,7 @@ def complexity_rows(
     """
     sizes: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = [("configured", configured)]
     if include_paper:
-        sizes.append(("paper", PAPER_SIZES))
+        sizes.append(("paper", paper_sizes()))
     rows: list[dict[str, Any]] = []
     for size, kwargs_by_model in sizes:
         for model_name, variant, kwargs, channels in _variants(kwargs_by_model, num_classes):
@@ -162,20 +165,23 @@ def complexity_rows(
             inputs = tuple(torch.randn(1, c, image_size, image_size) for c in channels)
             params, macs = count_params_macs(model, inputs)
             del model
-            paper = PAPER_REPORTED.get((model_name, variant)) if size == "paper" else None
-            rows.append({
-                "model": model_name,
-                "variant": variant,
-                "size": size,
-                "input_shape": "+".join(f"1x{c}x{image_size}x{image_size}" for c in channels),
-                "params": params,
-                "params_M": round(params / 1e6, 4),
-                "macs": macs,
-                "macs_G": round(macs / 1e9, 4),
-                "flops_G": round(2 * macs / 1e9, 4),
-                "paper_params_M": paper[0] if paper else None,
-                "paper_flops_G": paper[1] if paper else None,
-            })
+            key = PAPER_ROWS.get((model_name, variant)) if size == "paper" else None
+            paper = PAPER_COMPLEXITY.get(key) if key else None
+            rows.append(
+                {
+                    "model": model_name,
+                    "variant": variant,
+                    "size": size,
+                    "input_shape": "+".join(f"1x{c}x{image_size}x{image_size}" for c in channels),
+                    "params": params,
+                    "params_M": round(params / 1e6, 4),
+                    "macs": macs,
+                    "macs_G": round(macs / 1e9, 4),
+                    "flops_G": round(2 * macs / 1e9, 4),
+                    "paper_params_M": paper[0] if paper else None,
+                    "paper_flops_G": paper[1] if paper else None,
+                }
+            )
     return rows
 
 

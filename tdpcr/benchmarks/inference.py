@@ -1,6 +1,6 @@
 """Inference throughput of TDP-CR against DSen2-CR, side by side in one process.
 
-Both models at paper size (``PAPER_SIZES``) on random 256 x 256 samples, batch sizes 1 and 8,
+Both models at paper size (config/paper.yaml) on random 256 x 256 samples, batch sizes 1 and 8,
 on CUDA when available, else CPU. Per model and batch size we report samples/s (from the
 median time of ``repeats`` timed forward passes after ``warmup`` untimed ones), peak memory,
 and the TDP-CR / DSen2-CR throughput ratio.
@@ -26,14 +26,10 @@ once exceeded (at least one timed pass always runs).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import platform
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,9 +37,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdpcr.benchmarks.complexity import PAPER_SIZES
-from tdpcr.io import write_json_atomic
-from tdpcr.models.registry import create_model
+from tdpcr.benchmarks.complexity import paper_sizes
+from tdpcr.core.io import write_json_atomic
+from tdpcr.core.runtime import (
+    peak_rss_mb,
+    release_free_cpu_memory,
+    reset_peak_rss,
+    reuse_freed_cpu_memory,
+)
+from tdpcr.models import create_model
 
 #: Benchmarked entries: label -> (registry name, extra kwargs). "tdpcr" is the
 #: cloud-removal-only model (same task as DSen2-CR); "tdpcr_full" adds the segmentation head.
@@ -54,66 +56,6 @@ BENCH_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 #: The reference model of the throughput ratios.
 REFERENCE = "dsen2cr"
-
-
-_M_TRIM_THRESHOLD = -1  # glibc mallopt parameter numbers (malloc.h)
-_M_MMAP_MAX = -4
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-
-
-def reuse_freed_cpu_memory() -> bool:
-    """Make glibc malloc keep and reuse freed memory instead of mmap/munmap per large block.
-
-    Process-wide and lasting: large blocks come from the heap (M_MMAP_MAX = 0) and up to 2 GiB
-    of free heap stays mapped (M_TRIM_THRESHOLD). This removes the page-fault storm of
-    allocating multi-MiB activations in every forward/backward pass on CPU (it helps CPU
-    training just as much). Returns False where glibc's mallopt is not available.
-    """
-    libc = _libc()
-    if libc is None:
-        return False
-    ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
-    return libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
-
-
-def _release_free_cpu_memory() -> None:
-    """Hand free heap memory back to the OS, so the next peak-RSS reading starts clean."""
-    gc.collect()
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-def _cpu_peak_reset() -> str:
-    """Reset the RSS high-water mark if the OS allows it; returns how peak memory is read."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # 5 = reset the peak resident set size (Linux >= 4.0)
-        return "rss_hwm"
-    except OSError:
-        return "ru_maxrss_process_lifetime"
-
-
-def _cpu_peak_mb() -> float:
-    """Peak resident set size in MiB (VmHWM; ru_maxrss as fallback)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024.0**2 if sys.platform == "darwin" else 1024.0)  # bytes on macOS, else kB
 
 
 def _sync(device: torch.device) -> None:
@@ -149,8 +91,9 @@ def _time_case(
         torch.cuda.reset_peak_memory_stats(device)
         mem_kind = "cuda_max_memory_allocated"
     else:
-        _release_free_cpu_memory()
-        mem_kind = _cpu_peak_reset()
+        gc.collect()
+        release_free_cpu_memory()
+        mem_kind = reset_peak_rss()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast)
     times: list[float] = []
     with torch.inference_mode(), autocast:
@@ -168,7 +111,7 @@ def _time_case(
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 1024.0**2
     else:
-        peak = _cpu_peak_mb()
+        peak = peak_rss_mb()
     return times, peak, mem_kind
 
 
@@ -187,7 +130,7 @@ def run_inference_benchmark(
 ) -> dict[str, Any]:
     """Time TDP-CR and DSen2-CR inference side by side; returns a JSON-ready dict.
 
-    ``sizes`` maps registry name -> constructor kwargs (default ``PAPER_SIZES``). ``models``
+    ``sizes`` maps registry name -> constructor kwargs (default :func:`paper_sizes`). ``models``
     picks entries of ``BENCH_MODELS``. ``device`` None = CUDA if available, else CPU.
     ``channels_last`` puts models and inputs in channels-last memory format.
     ``reuse_cpu_memory`` calls :func:`reuse_freed_cpu_memory` before a CPU run (process-wide).
@@ -199,9 +142,11 @@ def run_inference_benchmark(
     ``samples_per_s``, ``peak_memory_MiB``, ``memory_kind``) and ``ratios``
     (``"<model>/dsen2cr"`` -> {batch size as str: throughput ratio}).
     """
-    sizes = PAPER_SIZES if sizes is None else sizes
-    dev = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = paper_sizes() if sizes is None else sizes
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     use_autocast = dev.type == "cuda"
     unknown = [m for m in models if m not in BENCH_MODELS]
@@ -222,23 +167,26 @@ def run_inference_benchmark(
             gen = torch.Generator().manual_seed(seed)
             inputs = tuple(
                 torch.rand(bs, c, image_size, image_size, generator=gen)
-                .to(dev).contiguous(memory_format=fmt)
+                .to(dev)
+                .contiguous(memory_format=fmt)
                 for c in in_channels
             )
             times, peak, mem_kind = _time_case(
                 model, inputs, dev, use_autocast, repeats, warmup, time_budget_s
             )
             median = statistics.median(times)
-            results.append({
-                "model": label,
-                "batch_size": bs,
-                "params_M": round(params_m, 4),
-                "seconds": [round(t, 4) for t in times],
-                "median_s": round(median, 4),
-                "samples_per_s": round(bs / median, 4),
-                "peak_memory_MiB": round(peak, 1),
-                "memory_kind": mem_kind,
-            })
+            results.append(
+                {
+                    "model": label,
+                    "batch_size": bs,
+                    "params_M": round(params_m, 4),
+                    "seconds": [round(t, 4) for t in times],
+                    "median_s": round(median, 4),
+                    "samples_per_s": round(bs / median, 4),
+                    "peak_memory_MiB": round(peak, 1),
+                    "memory_kind": mem_kind,
+                }
+            )
             del inputs
         del model
         if dev.type == "cuda":

@@ -27,93 +27,61 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 
-from tdpcr.benchmarks.tiling import _PEAK_RSS
-from tdpcr.io import write_json_atomic
-from tdpcr.prediction.predict import (
-    CLOUDFREE_NODATA,
-    GDAL_CACHE_MB,
-    LANDCOVER_NODATA,
-    Predictor,
-    available_cpus,
-    convert_to_cog,
-    load_predictor,
-    open_inputs,
-    raw_profile,
-    read_row_strip,
-    window_batch,
-)
+from tdpcr.benchmarks.sides import run_side
+from tdpcr.core.checkpoint import CheckpointMeta, save_checkpoint
+from tdpcr.core.config import load_config, shipped_config
+from tdpcr.core.io import write_json_atomic
+from tdpcr.core.runtime import available_cpus, reuse_freed_cpu_memory, set_threads
+from tdpcr.core.specs import CLASS_NAMES
+from tdpcr.data.synthetic import write_synthetic_scenes
+from tdpcr.models import create_model
+from tdpcr.prediction.engine import PredictOptions, load_predictor, predict_scene
+from tdpcr.prediction.inputs import open_inputs, read_row_strip, window_batch
+from tdpcr.prediction.writers import SceneWriter
 
-#: The default ``models.tdpcr`` size (config/config.yaml), used without --config/--checkpoint.
-DEFAULT_TDPCR = {
-    "width": 16,
-    "enc_blocks": [1, 1, 1, 1],
-    "dec_blocks": [1, 1, 1, 1],
-    "prompt_channels": 8,
-    "prompt_hidden": 16,
-    "head_width": 8,
-}
 
-# CPU time (user + system) of the side's own process: unlike wall time it hardly depends on
-# what else the machine runs, so the CPU-time ratio stays meaningful on a shared machine.
-_CPU_SECONDS = """
-def cpu_seconds():
-    import resource
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-"""
+def blended_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """The product: :func:`~tdpcr.prediction.predict_scene` with the spec's options."""
+    reuse_freed_cpu_memory()
+    options = PredictOptions(
+        window=spec["window"],
+        overlap=spec["overlap"],
+        batch_size=spec["batch_size"],
+        threads=spec["threads"],
+        progress=False,
+    )
+    result = predict_scene(
+        Path(spec["optical"]), Path(spec["sar"]), Path(spec["checkpoint"]), Path(spec["out"]),
+        options,
+    )  # fmt: skip
+    return {
+        "windows": result.windows,
+        "device": result.device,
+        "accumulator_shape": result.accumulator_shape,
+    }
 
-_BLENDED_SIDE = (
-    _PEAK_RSS
-    + _CPU_SECONDS
-    + """
-import json, os, sys, time
-from pathlib import Path
-from tdpcr.benchmarks.inference import reuse_freed_cpu_memory
-from tdpcr.prediction.predict import PredictOptions, predict_scene
-optical, sar, ckpt, out = map(Path, sys.argv[1:5])
-window, overlap, batch, threads = map(int, sys.argv[5:9])
-reuse_freed_cpu_memory()
-load0, c0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
-r = predict_scene(optical, sar, ckpt, out, PredictOptions(window=window, overlap=overlap,
-                  batch_size=batch, threads=threads, progress=False))
-seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "windows": r.windows,
-                  "device": r.device, "accumulator_shape": r.accumulator_shape,
-                  "load_average_1min": [load0, os.getloadavg()[0]],
-                  "peak_rss_mb": peak_rss_mb()}))
-"""
-)
 
-_PLAIN_SIDE = (
-    _PEAK_RSS
-    + _CPU_SECONDS
-    + """
-import json, os, sys, time
-from pathlib import Path
-from tdpcr.benchmarks.inference import reuse_freed_cpu_memory
-from tdpcr.benchmarks.predict import plain_tiled_predict
-optical, sar, ckpt, out = map(Path, sys.argv[1:5])
-window, batch, threads = map(int, sys.argv[5:8])
-reuse_freed_cpu_memory()
-load0, c0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
-r = plain_tiled_predict(optical, sar, ckpt, out, window=window, batch_size=batch,
-                        threads=threads)
-seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, **r,
-                  "load_average_1min": [load0, os.getloadavg()[0]],
-                  "peak_rss_mb": peak_rss_mb()}))
-"""
-)
+def plain_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """The baseline: :func:`plain_tiled_predict` with the spec's options."""
+    reuse_freed_cpu_memory()
+    return plain_tiled_predict(
+        Path(spec["optical"]),
+        Path(spec["sar"]),
+        Path(spec["checkpoint"]),
+        Path(spec["out"]),
+        window=spec["window"],
+        batch_size=spec["batch_size"],
+        threads=spec["threads"],
+    )
 
 
 def plain_tiled_predict(
@@ -128,28 +96,18 @@ def plain_tiled_predict(
 ) -> dict[str, Any]:
     """The baseline: non-overlapping windows written as they come (seams and all).
 
-    Same inputs, normalisation, model, batches and output formats as the engine, minus the
+    Same inputs, normalisation, model, batches and output writer as the engine, minus the
     overlap and the accumulators. Returns the window count and device.
     """
-    import torch
-
-    torch.set_num_threads(max(1, min(threads, available_cpus())))
-    predictor: Predictor = load_predictor(checkpoint)
+    set_threads(threads)
+    predictor = load_predictor(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_img, n_cls = predictor.image_channels, predictor.num_classes or 0
     windows = 0
-    with open_inputs(optical, sar) as inputs, rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with open_inputs(optical, sar) as inputs:
         grid = inputs.grid
-        raw = {"cloudfree": out / ".cloudfree.raw.tif", "landcover": out / ".landcover.raw.tif"}
-        with (
-            rasterio.open(
-                raw["cloudfree"], "w", **raw_profile(grid, n_img, "uint16", CLOUDFREE_NODATA)
-            ) as image_dst,
-            rasterio.open(
-                raw["landcover"], "w", **raw_profile(grid, 1, "uint8", LANDCOVER_NODATA)
-            ) as label_dst,
-        ):
+        with SceneWriter(out, grid, image_bands=n_img, classes=n_cls) as writer:
             for row in range(0, grid.height, window):
                 rows = min(window, grid.height - row)
                 s2, s1, invalid = read_row_strip(inputs, optical, sar, row, rows)
@@ -158,31 +116,15 @@ def plain_tiled_predict(
                     batch = cols[start : start + batch_size]
                     opt, rad = window_batch(s2, s1, invalid, batch, window, window)
                     pred = predictor(opt, rad)
+                    parts = [pred["image"], *([pred["logits"]] if n_cls else [])]
+                    stacked = np.concatenate(parts, axis=1)
                     for i, col in enumerate(batch):
                         w = min(window, grid.width - col)
-                        bad = invalid[:, col : col + w]
-                        image = np.rint(np.clip(pred["image"][i, :, :rows, :w], 0, 1) * 1e4)
-                        image = np.maximum(image, 1).astype(np.uint16)
-                        image[:, bad] = CLOUDFREE_NODATA
-                        image_dst.write(image, window=Window(col, row, w, rows))
-                        if n_cls:
-                            labels = pred["logits"][i, :, :rows, :w].argmax(axis=0)
-                            labels = labels.astype(np.uint8)
-                            labels[bad] = LANDCOVER_NODATA
-                            label_dst.write(labels[None], window=Window(col, row, w, rows))
+                        values = stacked[i, :, :rows, :w]
+                        writer.write(values, invalid[:, col : col + w], Window(col, row, w, rows))
                     windows += len(batch)
-        convert_to_cog(raw["cloudfree"], out / "cloudfree.tif", resampling="AVERAGE", threads=1)
-        convert_to_cog(raw["landcover"], out / "landcover.tif", resampling="NEAREST", threads=1)
+            writer.to_cogs(threads=1)
     return {"windows": windows, "device": str(predictor.device)}
-
-
-def _run_side(code: str, *args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"benchmark side failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _summarise(runs: list[dict], pixels: int) -> dict:
@@ -208,14 +150,8 @@ def _summarise(runs: list[dict], pixels: int) -> dict:
     }
 
 
-def _random_checkpoint(folder: Path, model_kwargs: dict, seed: int) -> Path:
+def random_checkpoint(folder: Path, model_kwargs: dict, seed: int) -> Path:
     """A randomly initialised TDP-CR Full saved as a checkpoint (the speed of the real one)."""
-    import torch
-
-    from tdpcr.constants import CLASS_NAMES
-    from tdpcr.models.registry import create_model
-    from tdpcr.training.checkpoint import CheckpointMeta, save_checkpoint
-
     kwargs = {**model_kwargs, "pgf_mode": "both", "num_classes": len(CLASS_NAMES)}
     torch.manual_seed(seed)
     model = create_model("tdpcr", **kwargs)
@@ -238,8 +174,6 @@ def run_predict_benchmark(
     repeats: int = 2,
 ) -> dict:
     """Run plain and blended prediction on one scene; write the JSON report to ``out``."""
-    from tdpcr.data.synthetic import write_synthetic_scenes
-
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -249,32 +183,28 @@ def run_predict_benchmark(
         scene = write_synthetic_scenes(workdir / "scenes", 1, size, seed)[0]
         generate_seconds = time.perf_counter() - t0
         if checkpoint is None:
-            model_kwargs = DEFAULT_TDPCR
-            if config is not None:
-                from tdpcr.config import load_config
-
-                model_kwargs = load_config(config)["models"]["tdpcr"]
-            checkpoint = _random_checkpoint(workdir / "model", model_kwargs, seed)
+            models = (load_config(config) if config else shipped_config("default"))["models"]
+            model_kwargs = models["tdpcr"]
+            checkpoint = random_checkpoint(workdir / "model", model_kwargs, seed)
             model_source = f"random init, models.tdpcr = {json.dumps(model_kwargs)}"
-        optical, sar = scene / "s2_cloudy.tif", scene / "s1.tif"
-        common = [str(optical), str(sar), str(checkpoint)]
+        spec = {
+            "optical": str(scene / "s2_cloudy.tif"),
+            "sar": str(scene / "s1.tif"),
+            "checkpoint": str(checkpoint),
+            "window": window,
+            "overlap": overlap,
+            "batch_size": batch_size,
+            "threads": threads,
+        }
         runs: dict[str, list[dict]] = {"plain": [], "blended": []}
         # Alternate the sides (plain, blended, plain, ...): a change in the machine's other
         # load then hits both, and each side's fastest run is its least disturbed one.
         for _ in range(max(1, repeats)):
-            runs["plain"].append(
-                _run_side(
-                    _PLAIN_SIDE, *common, str(workdir / "plain"), str(window),
-                    str(batch_size), str(threads),
-                )
-            )  # fmt: skip
+            runs["plain"].append(run_side(plain_side, {**spec, "out": str(workdir / "plain")}))
             shutil.rmtree(workdir / "plain", ignore_errors=True)
             runs["blended"].append(
-                _run_side(
-                    _BLENDED_SIDE, *common, str(workdir / "blended"), str(window),
-                    str(overlap), str(batch_size), str(threads),
-                )
-            )  # fmt: skip
+                run_side(blended_side, {**spec, "out": str(workdir / "blended")})
+            )
         with rasterio.open(workdir / "blended" / "cloudfree.tif") as src:
             cog = {
                 "layout": src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"),

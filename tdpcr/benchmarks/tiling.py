@@ -12,91 +12,81 @@ throughput ratio is measured under the same machine load.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from tdpcr.io import write_json_atomic
-
-# Peak RSS is read from VmHWM (/proc/self/status): unlike getrusage's ru_maxrss it is not
-# inherited from the parent process across fork + exec (the parent held the generated scene).
-_PEAK_RSS = """
-def peak_rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-"""
-
-_TDPCR_SIDE = _PEAK_RSS + """
-import json, sys, time
-from pathlib import Path
-from tdpcr.data.sources import make_source
-from tdpcr.data.tiling import tile_source
-root, out, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-t0 = time.perf_counter()
-summary = tile_source(make_source("scenes", root, patch_size=256), out, workers=workers,
-                      progress=False)
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "patches": summary.patches,
-                  "input_megabytes": summary.input_megabytes,
-                  "store_megabytes": summary.store_megabytes,
-                  "peak_rss_mb": peak_rss_mb()}))
-"""
-
-_BASELINE_SIDE = _PEAK_RSS + """
-import json, sys, time
-from pathlib import Path
-import numpy as np, rasterio, zarr
+import numpy as np
+import rasterio
+import zarr
 from rasterio.windows import Window
-from tdpcr.constants import PIECES
-from tdpcr.data.tiling import COMPRESSOR
-root, out = Path(sys.argv[1]), Path(sys.argv[2])
-scene = next(p for p in sorted(root.iterdir()) if p.is_dir())
-pieces = [p for p in PIECES if (scene / f"{p}.tif").exists()]
-t0 = time.perf_counter()
-srcs = {p: rasterio.open(scene / f"{p}.tif") for p in pieces}
-h, w = srcs[pieces[0]].height, srcs[pieces[0]].width
-size, shard = 256, 16
-def offsets(n):
-    o = list(range(0, n - size + 1, size))
-    return o + [n - size] if o[-1] + size < n else o
-windows = [Window(c, r, size, size) for r in offsets(h) for c in offsets(w)]
-group = zarr.open_group(out, mode="w", zarr_format=3)
-arrays = {}
-for p, src in srcs.items():
-    inner = (src.count, size, size) if src.count > 1 else (size, size)
-    arrays[p] = group.create_array(p, shape=(len(windows), *inner), chunks=(1, *inner),
-                                   shards=(shard, *inner), dtype=src.dtypes[0],
-                                   compressors=(COMPRESSOR,))
-nbytes = 0
-for start in range(0, len(windows), shard):
-    batch = windows[start:start + shard]
-    for p, src in srcs.items():
-        data = np.stack([src.read(window=win) for win in batch])
-        if src.count == 1:
-            data = data[:, 0]
-        nbytes += data.nbytes
-        arrays[p][start:start + len(batch)] = data
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "patches": len(windows), "input_megabytes": nbytes / 1e6,
-                  "peak_rss_mb": peak_rss_mb()}))
-"""
+
+from tdpcr.benchmarks.sides import run_side
+from tdpcr.core.io import write_json_atomic
+from tdpcr.core.specs import PIECES
+from tdpcr.data.sources import make_source
+from tdpcr.data.sources.scenes import grid_offsets
+from tdpcr.data.tiling import COMPRESSOR, tile_source
+
+#: Patch side and patches per shard of both sides.
+PATCH_SIZE = 256
+SHARD_PATCHES = 16
 
 
-def _run_side(code: str, *args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"benchmark side failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def tdpcr_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """The real tiler on ``spec["root"]`` into ``spec["out"]`` with ``spec["workers"]``."""
+    source = make_source("scenes", Path(spec["root"]), patch_size=PATCH_SIZE)
+    summary = tile_source(
+        source, Path(spec["out"]), shard_patches=SHARD_PATCHES, workers=spec["workers"],
+        progress=False,
+    )  # fmt: skip
+    return {
+        "patches": summary.patches,
+        "input_megabytes": summary.input_megabytes,
+        "store_megabytes": summary.store_megabytes,
+    }
+
+
+def baseline_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """rasterio windowed reads of every patch of every piece, in one thread, written with
+    zarr directly into arrays with the same chunks, shards and compressor."""
+    root, out = Path(spec["root"]), Path(spec["out"])
+    scene = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    pieces = [p for p in PIECES if (scene / f"{p}.tif").exists()]
+    srcs = {p: rasterio.open(scene / f"{p}.tif") for p in pieces}
+    height, width = srcs[pieces[0]].height, srcs[pieces[0]].width
+    windows = [
+        Window(c, r, PATCH_SIZE, PATCH_SIZE)
+        for r in grid_offsets(height, PATCH_SIZE, PATCH_SIZE)
+        for c in grid_offsets(width, PATCH_SIZE, PATCH_SIZE)
+    ]
+    group = zarr.open_group(out, mode="w", zarr_format=3)
+    arrays = {}
+    for piece, src in srcs.items():
+        inner = PIECES[piece].shape(1, PATCH_SIZE)[1:]
+        arrays[piece] = group.create_array(
+            piece,
+            shape=(len(windows), *inner),
+            chunks=(1, *inner),
+            shards=(SHARD_PATCHES, *inner),
+            dtype=src.dtypes[0],
+            compressors=(COMPRESSOR,),
+        )
+    nbytes = 0
+    for start in range(0, len(windows), SHARD_PATCHES):
+        batch = windows[start : start + SHARD_PATCHES]
+        for piece, src in srcs.items():
+            data = np.stack([src.read(window=win) for win in batch])
+            if src.count == 1:
+                data = data[:, 0]
+            nbytes += data.nbytes
+            arrays[piece][start : start + len(batch)] = data
+    for src in srcs.values():
+        src.close()
+    return {"patches": len(windows), "input_megabytes": nbytes / 1e6}
 
 
 def write_bench_scene(workdir: Path, size: int, seed: int) -> Path:
@@ -120,8 +110,10 @@ def run_tiling_benchmark(
         root = write_bench_scene(workdir, size, seed)
         generate_seconds = time.perf_counter() - t0
         scene_megabytes = sum(f.stat().st_size for f in root.rglob("*.tif")) / 1e6
-        baseline = _run_side(_BASELINE_SIDE, str(root), str(workdir / "baseline.zarr"))
-        tdpcr = _run_side(_TDPCR_SIDE, str(root), str(workdir / "tdpcr.zarr"), str(workers))
+        baseline = run_side(baseline_side, {"root": str(root), "out": str(workdir / "b.zarr")})
+        tdpcr = run_side(
+            tdpcr_side, {"root": str(root), "out": str(workdir / "t.zarr"), "workers": workers}
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for side in (baseline, tdpcr):
@@ -132,7 +124,7 @@ def run_tiling_benchmark(
         "scene_pixels": [size, size],
         "scene_files_megabytes": round(scene_megabytes, 1),
         "scene_generation_seconds": round(generate_seconds, 2),
-        "patch_size": 256,
+        "patch_size": PATCH_SIZE,
         "tdpcr": tdpcr,
         "baseline": baseline,
         "throughput_ratio_tdpcr_over_baseline": round(ratio, 3),

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from scipy.ndimage import uniform_filter
 
-from tdpcr.constants import S2_BANDS, S2_SCALE
+from tdpcr.core.specs import S2_BANDS, S2_SCALE
 
 #: Largest side (pixels) of the canvas on which the package's noise is generated; larger
 #: scenes get a coarser field, upsampled before thresholding.

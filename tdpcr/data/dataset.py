@@ -16,13 +16,10 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, Dataset
 
-from tdpcr.constants import SPLITS
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import PIECES, SPLITS
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.store import open_store
-from tdpcr.errors import InputDataError
-
-#: Pieces a sample can carry, as in the store.
-SAMPLE_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask")
 
 
 class TileDataset(Dataset):
@@ -65,7 +62,7 @@ class TileDataset(Dataset):
         ds = open_store(self.store)
         if split is not None and split not in SPLITS:
             raise InputDataError(f"split {split!r} unknown; expected one of {list(SPLITS)}")
-        present = [p for p in SAMPLE_PIECES if p in ds]
+        present = [p for p in PIECES if p in ds]
         if pieces is not None:
             absent = [p for p in pieces if p not in present]
             if absent:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdpcr.constants import S1_BANDS, S1_CLIP_DB, S2_SCALE
+from tdpcr.core.specs import S1_BANDS, S1_CLIP_DB, S2_SCALE
 
 _S1_LOW = np.array([S1_CLIP_DB[b][0] for b in S1_BANDS], dtype=np.float32)
 _S1_HIGH = np.array([S1_CLIP_DB[b][1] for b in S1_BANDS], dtype=np.float32)

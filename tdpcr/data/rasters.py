@@ -1,6 +1,6 @@
 """GeoTIFF reading and writing with the checks every source needs.
 
-Every failure here raises :class:`~tdpcr.errors.InputDataError` whose message starts with the
+Every failure here raises :class:`~tdpcr.core.errors.InputDataError` whose message starts with the
 offending path and says what was expected, so the command line can print it as one line.
 """
 
@@ -18,7 +18,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from tdpcr.errors import InputDataError
+from tdpcr.core.errors import InputDataError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tdpcr.constants import SPLIT_FRACTIONS, SPLITS, cloud_bin_index
-from tdpcr.errors import InputDataError
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import SPLIT_FRACTIONS, SPLITS, cloud_bin_index
 
 
 def stratified_split(

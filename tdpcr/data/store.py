@@ -31,17 +31,11 @@ import numpy as np
 import xarray as xr
 from rasterio.transform import Affine
 
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import PIECES
 from tdpcr.data.rasters import write_geotiff
-from tdpcr.errors import InputDataError
 
 STORE_FORMAT_VERSION = 1
-PIXEL_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
-    "s2_cloudy": (("patch", "band", "y", "x"), "uint16"),
-    "s2_clear": (("patch", "band", "y", "x"), "uint16"),
-    "s1": (("patch", "sar_band", "y", "x"), "float32"),
-    "landcover": (("patch", "y", "x"), "uint8"),
-    "cloudmask": (("patch", "y", "x"), "uint8"),
-}
 PATCH_VARIABLES: tuple[str, ...] = ("split", "cloud_cover", "crs_wkt", "transform", "s1_shift_m")
 REQUIRED_ATTRS: tuple[str, ...] = (
     "tdpcr_store_version",
@@ -91,11 +85,11 @@ def check_store(ds: xr.Dataset, path: Path | str = "store") -> None:
             raise InputDataError(f"{path}: variable {name!r} missing")
     if "s2_cloudy" not in ds and "s2_clear" not in ds:
         raise InputDataError(f"{path}: neither s2_cloudy nor s2_clear present")
-    for name, (dims, dtype) in PIXEL_VARIABLES.items():
-        if name in ds and (ds[name].dims != dims or ds[name].dtype != np.dtype(dtype)):
+    for name, spec in PIECES.items():
+        if name in ds and (ds[name].dims != spec.dims or ds[name].dtype != np.dtype(spec.dtype)):
             raise InputDataError(
                 f"{path}: variable {name!r} is {ds[name].dims} {ds[name].dtype}, "
-                f"expected {dims} {dtype}"
+                f"expected {spec.dims} {spec.dtype}"
             )
 
 
@@ -109,16 +103,13 @@ def write_patch_geotiff(ds: xr.Dataset, index: int, variable: str, path: Path) -
     if variable not in ds:
         raise InputDataError(f"store has no variable {variable!r}; present: {list(ds.data_vars)}")
     data = np.asarray(ds[variable].isel(patch=index).values)
-    names = None
-    if variable in ("s2_cloudy", "s2_clear"):
-        names = tuple(ds.attrs["s2_bands"])
-    elif variable == "s1":
-        names = tuple(ds.attrs["s1_bands"])
+    spec = PIECES.get(variable)
+    optional = spec is not None and spec.optional
     return write_geotiff(
         path,
         data,
         crs=str(ds["crs_wkt"].values[index]),
         transform=patch_transform(ds, index),
-        band_descriptions=names,
-        nodata=255 if variable in ("landcover", "cloudmask") else None,
+        band_descriptions=spec.bands if spec is not None else None,
+        nodata=spec.fill if optional else None,
     )

@@ -4,7 +4,7 @@ A stand-in for SEN12MS-CR / LuojiaSET-OSFCR scenes that is learnable and physica
 rather than noise, so the whole workflow (tiling, cloud removal, segmentation, metrics) can run
 and be tested without downloading anything:
 
-* **Land cover** (7 classes, :data:`~tdpcr.constants.CLASS_NAMES`): landscape zones from the
+* **Land cover** (7 classes, :data:`~tdpcr.core.specs.CLASS_NAMES`): landscape zones from the
   argmax of smooth multi-octave noise fields (sharp, organic boundaries), subdivided into
   agricultural parcels on a rotated grid with hedgerows, urban street grids, forest clearings,
   lakes, plus thin structures: roads (1-3 px lines of built-up), a meandering river with
@@ -26,9 +26,7 @@ scene looks like a larger piece of the same kind of landscape as a 512x512 one.
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +37,11 @@ from rasterio.transform import Affine
 from scipy.ndimage import uniform_filter
 from tqdm import tqdm
 
-from tdpcr.constants import (
+from tdpcr.core.io import atomic_folder
+from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
+    LANDCOVER_COLORS,
     S1_BANDS,
     S2_BANDS,
     S2_SCALE,
@@ -59,18 +59,6 @@ TREE, SHRUB, GRASS, CROP, BUILT, WATER, BARE = (
 PIXEL_SIZE = 10.0
 #: Smallest supported scene side; below this the landscape has no room for its structures.
 MIN_SIZE = 32
-
-#: Colour table of the land-cover GeoTIFF (ESA WorldCover palette for the same classes).
-LANDCOVER_COLORS: dict[int, tuple[int, int, int, int]] = {
-    TREE: (0, 100, 0, 255),
-    SHRUB: (255, 187, 34, 255),
-    GRASS: (255, 255, 76, 255),
-    CROP: (240, 150, 255, 255),
-    BUILT: (250, 0, 0, 255),
-    WATER: (0, 100, 200, 255),
-    BARE: (180, 180, 180, 255),
-    255: (0, 0, 0, 0),
-}
 
 # Top-of-atmosphere reflectance endmembers, one row per class in CLASS_NAMES order (tree, shrub,
 # grass, crop, built-up, water, bare), columns in S2_BANDS order.
@@ -720,8 +708,8 @@ def generate_scene(
 
     Returns:
         ``s2_clear`` and ``s2_cloudy`` (13, H, W) uint16 reflectance x 1e4 in
-        :data:`~tdpcr.constants.S2_BANDS` order; ``s1`` (2, H, W) float32 dB (VV, VH);
-        ``landcover`` (H, W) uint8 classes 0..6 (:data:`~tdpcr.constants.CLASS_NAMES`);
+        :data:`~tdpcr.core.specs.S2_BANDS` order; ``s1`` (2, H, W) float32 dB (VV, VH);
+        ``landcover`` (H, W) uint8 classes 0..6 (:data:`~tdpcr.core.specs.CLASS_NAMES`);
         ``cloudmask`` (H, W) uint8, 1 = cloud or cloud shadow.
     """
     return _generate(size, seed, target_cloud_cover)[0]
@@ -811,8 +799,7 @@ def write_synthetic_scenes(out_dir: Path, n_scenes: int, size: int, seed: int) -
         }
         geo = {"crs": plan.crs, "transform": plan.transform, "tags": tags}
         final = out_dir / plan.name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{plan.name}.", suffix=".tmp", dir=out_dir))
-        try:
+        with atomic_folder(final) as tmp:
             write_geotiff(
                 tmp / "s2_clear.tif", scene["s2_clear"], band_descriptions=S2_BANDS, **geo
             )
@@ -831,12 +818,5 @@ def write_synthetic_scenes(out_dir: Path, n_scenes: int, size: int, seed: int) -
             write_geotiff(
                 tmp / "s2_cloudy.tif", scene["s2_cloudy"], band_descriptions=S2_BANDS, **geo
             )
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; scene folders should not be
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         written.append(final)
     return written

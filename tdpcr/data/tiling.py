@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,7 +31,9 @@ from tqdm.auto import tqdm
 from zarr.codecs import BloscCodec
 
 from tdpcr import __version__
-from tdpcr.constants import (
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import atomic_folder
+from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
     IGNORE_INDEX,
@@ -42,16 +42,14 @@ from tdpcr.constants import (
     S1_CLIP_DB,
     S2_BANDS,
     S2_SCALE,
+    cloud_bin_index,
 )
 from tdpcr.data.sources.base import PatchData, PatchRef, Source
 from tdpcr.data.split import apply_split, read_split_file, stratified_split
-from tdpcr.data.store import PIXEL_VARIABLES, STORE_FORMAT_VERSION
-from tdpcr.errors import InputDataError
+from tdpcr.data.store import STORE_FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
-#: Pieces that may be missing for some patches of a source; filled with this no-data value.
-OPTIONAL_FILL: dict[str, int] = {"landcover": IGNORE_INDEX, "cloudmask": 255}
 #: Visible bands (B2, B3, B4) used to estimate cloud cover when a source has no cloud mask.
 VISIBLE_BAND_INDEXES = (1, 2, 3)
 #: Mean visible brightening (reflectance) above which a pixel counts as cloud in that estimate.
@@ -104,17 +102,14 @@ def tile_source(
     if not refs:
         raise InputDataError(f"{source.root}: no patches found")
     pieces = [p for p in PIECES if p in source.pieces]
-    required = [p for p in pieces if p not in OPTIONAL_FILL]
+    required = [p for p in pieces if not PIECES[p].optional]
     for ref in refs:
         missing = [p for p in required if p not in ref.files]
         if missing:
             raise InputDataError(f"{source.root}: patch {ref.patch_id} has no {missing[0]} file")
     patch_size = _patch_size(source, refs[0])
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_folder(out) as tmp:
         _write_template(tmp, source, refs, pieces, patch_size, shard_patches)
         metadata = _write_pixels(
             tmp, source, refs, pieces, patch_size, shard_patches, workers, progress
@@ -135,17 +130,11 @@ def tile_source(
             # xr.open_zarr(STORE) open the store without a fallback warning.
             warnings.simplefilter("ignore")
             zarr.consolidate_metadata(tmp, zarr_format=3)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
     covers = np.array([m["cloud_cover"] for m in metadata], dtype=float)
     bins = {name: 0 for name in CLOUD_BINS}
     for cover in covers[np.isfinite(covers)]:
-        bins[CLOUD_BINS[min(int(cover * 5), 4)]] += 1
+        bins[CLOUD_BINS[cloud_bin_index(cover)]] += 1
     return TilingSummary(
         store=str(out),
         source_layout=source.name,
@@ -184,15 +173,18 @@ def _write_template(
     variables = {}
     encoding = {}
     for piece in pieces:
-        dims, dtype = PIXEL_VARIABLES[piece]
-        shape = _shape(piece, n, patch_size)
+        spec = PIECES[piece]
+        shape = spec.shape(n, patch_size)
         chunks = (1, *shape[1:])
-        variables[piece] = (dims, da.zeros(shape, dtype=dtype, chunks=(shard_patches, *shape[1:])))
+        variables[piece] = (
+            spec.dims,
+            da.zeros(shape, dtype=spec.dtype, chunks=(shard_patches, *shape[1:])),
+        )
         encoding[piece] = {
             "chunks": chunks,
             "shards": (shard_patches, *shape[1:]),
             "compressors": (COMPRESSOR,),
-            "fill_value": OPTIONAL_FILL.get(piece, 0),
+            "fill_value": spec.fill,
         }
     ds = xr.Dataset(
         variables,
@@ -204,14 +196,6 @@ def _write_template(
         ds.to_zarr(
             tmp, mode="w", zarr_format=3, consolidated=False, compute=False, encoding=encoding
         )
-
-
-def _shape(piece: str, n: int, patch_size: int) -> tuple[int, ...]:
-    if piece in ("s2_cloudy", "s2_clear"):
-        return (n, len(S2_BANDS), patch_size, patch_size)
-    if piece == "s1":
-        return (n, len(S1_BANDS), patch_size, patch_size)
-    return (n, patch_size, patch_size)
 
 
 def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
@@ -271,11 +255,11 @@ def _write_pixels(
         )
         arrays = {}
         for piece in pieces:
-            dims, dtype = PIXEL_VARIABLES[piece]
-            stacked = np.empty(_shape(piece, len(group), patch_size), dtype=dtype)
+            spec = PIECES[piece]
+            stacked = np.empty(spec.shape(len(group), patch_size), dtype=spec.dtype)
             for i, patch in enumerate(patches):
                 stacked[i] = _piece_or_fill(patch, piece, group[i], stacked.shape[1:])
-            arrays[piece] = (dims, stacked)
+            arrays[piece] = (spec.dims, stacked)
         region = {"patch": slice(start, start + len(group))}
         xr.Dataset(arrays).to_zarr(tmp, region=region, zarr_format=3, consolidated=False)
         for ref, patch in zip(group, patches, strict=True):
@@ -289,7 +273,8 @@ def _piece_or_fill(
     patch: PatchData, piece: str, ref: PatchRef, shape: tuple[int, ...]
 ) -> np.ndarray:
     if piece not in patch.arrays:
-        return np.full(shape, OPTIONAL_FILL[piece], dtype=PIXEL_VARIABLES[piece][1])
+        spec = PIECES[piece]
+        return np.full(shape, spec.fill, dtype=spec.dtype)
     array = patch.arrays[piece]
     if array.shape != shape:
         raise InputDataError(

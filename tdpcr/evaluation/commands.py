@@ -1,25 +1,16 @@
-"""``tdpcr`` sub-commands of the evaluation stage: evaluate, table, figures, training-curves.
-
-Registered by :mod:`tdpcr.cli` (``COMMAND_MODULES``). Handlers import their implementation
-lazily, so building the parser stays cheap for every other command.
-"""
+"""``tdpcr`` sub-commands of the evaluation stage: evaluate, table, figures, training-curves."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-#: ``command(name, handler, help) -> parser``, as :func:`tdpcr.cli.build_parser` passes it.
-CommandFactory = Callable[[str, Callable[[argparse.Namespace], None], str], argparse.ArgumentParser]
-
-#: Table names accepted by ``tdpcr table`` (kept here so the parser needs no import).
-TABLE_NAMES: tuple[str, ...] = ("table1", "table2", "table3")
+from tdpcr.core.commands import CommandFactory
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from tdpcr.config import load_config
+    from tdpcr.core.config import load_config
     from tdpcr.evaluation.protocols import evaluate_method
 
     config = load_config(Path(args.config))
@@ -48,7 +39,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
 
 
 def _cmd_figures(args: argparse.Namespace) -> None:
-    from tdpcr.config import load_config
+    from tdpcr.core.config import load_config
     from tdpcr.evaluation.figures import make_figures
 
     config = load_config(Path(args.config))
@@ -69,7 +60,7 @@ def _cmd_figures(args: argparse.Namespace) -> None:
 
 
 def _cmd_training_curves(args: argparse.Namespace) -> None:
-    from tdpcr.config import load_config
+    from tdpcr.core.config import load_config
     from tdpcr.evaluation.figures import plot_training_curves
     from tdpcr.training.variants import VARIANTS
 
@@ -103,8 +94,10 @@ def register(command: CommandFactory) -> None:
     evaluate.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     evaluate.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
+    from tdpcr.evaluation.tables import TABLES
+
     table = command("table", _cmd_table, "write one of the paper's Tables I-III as CSV")
-    table.add_argument("table", choices=TABLE_NAMES)
+    table.add_argument("table", choices=tuple(TABLES))
     table.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
     table.add_argument("--complexity", default=None, help="complexity CSV (table1)")
     table.add_argument("--out", required=True, help="CSV to write")

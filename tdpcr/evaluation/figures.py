@@ -22,21 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX, S2_BANDS
-from tdpcr.errors import InputDataError
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.rendering import class_colors, landcover_rgb, rgb_composite, stretch
+from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
+from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.evaluation.methods import FIG3_METHODS, FIG4_VARIANT, FIG5_METHODS, get_method
 
 #: Output resolution of every figure.
 DPI = 300
-#: Percentiles of the robust stretch.
-STRETCH = (2.0, 98.0)
-#: Band indices of the true-colour composite (B4, B3, B2).
-RGB_BANDS: tuple[int, int, int] = (S2_BANDS.index("B4"), S2_BANDS.index("B3"), S2_BANDS.index("B2"))
-
 #: Metrics drawn by :func:`plot_training_curves` (panel title, MLflow key).
 CURVE_PANELS: tuple[tuple[str, str], ...] = (
     ("training loss", "train/loss"),
@@ -48,32 +44,6 @@ CURVE_PANELS: tuple[tuple[str, str], ...] = (
 
 
 # --------------------------------------------------------------------------- image helpers
-def percentile_limits(values: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray:
-    """(low, high) percentiles of :data:`STRETCH` (NaN-aware), stacked on a leading axis."""
-    return np.nanpercentile(np.asarray(values, dtype=np.float64), STRETCH, axis=axis)
-
-
-def stretch(values: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
-    """Linear stretch of ``values`` between ``limits`` (default: its own 2-98 %) to [0, 1]."""
-    values = np.asarray(values, dtype=np.float64)
-    low, high = percentile_limits(values) if limits is None else limits
-    return np.clip((values - low) / max(float(high - low), 1e-12), 0.0, 1.0)
-
-
-def rgb_composite(image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-    """(13, H, W) reflectance -> (H, W, 3) B4/B3/B2 in [0, 1], 2-98 % stretch per band.
-
-    The limits come from ``reference`` (the same bands of another image, e.g. the cloud-free
-    target) when given, else from ``image`` itself.
-    """
-    bands = np.asarray(image, dtype=np.float64)[list(RGB_BANDS)]
-    ref = bands if reference is None else np.asarray(reference, dtype=np.float64)[list(RGB_BANDS)]
-    low, high = percentile_limits(ref.reshape(3, -1), axis=1)
-    scale = np.maximum(high - low, 1e-12)
-    rgb = (bands - low[:, None, None]) / scale[:, None, None]
-    return np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0)
-
-
 def prompt_pca(prompt: torch.Tensor) -> np.ndarray:
     """Prompt maps (B, C_p, H, W) -> (B, H, W, 3) RGB in [0, 1] by PCA over the channels.
 
@@ -94,23 +64,6 @@ def prompt_pca(prompt: torch.Tensor) -> np.ndarray:
     for k in range(scores.shape[1]):
         rgb[:, k] = stretch(scores[:, k])
     return rgb.reshape(b, h, w, 3)
-
-
-def landcover_colormap() -> tuple[ListedColormap, list[tuple[float, float, float]]]:
-    """Colour per class index (the synthetic scenes' legend), ignore (255) shown as white.
-
-    Returns the colormap (index K = ignore) and the class colours for a legend.
-    """
-    from tdpcr.data.synthetic import LANDCOVER_COLORS
-
-    colours = [tuple(v / 255 for v in LANDCOVER_COLORS[i][:3]) for i in range(len(CLASS_NAMES))]
-    return ListedColormap([*colours, (1.0, 1.0, 1.0)]), colours
-
-
-def _class_image(labels: np.ndarray) -> np.ndarray:
-    """Labels with the ignore value mapped to index K (the colormap's last colour)."""
-    labels = np.asarray(labels).astype(np.int64)
-    return np.where((labels < 0) | (labels >= len(CLASS_NAMES)), len(CLASS_NAMES), labels)
 
 
 def _show(ax: Any, image: np.ndarray, title: str | None = None, **kwargs: Any) -> None:
@@ -185,12 +138,8 @@ def _run(method_name: str, models: _Models, batch: Mapping[str, Any]) -> dict[st
 
     method = get_method(method_name)
     device = models.device
-    moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    with (
-        torch.inference_mode(),
-        torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
-    ):
-        out = predict(method, models.for_method(method), moved)
+    with torch.inference_mode(), autocast(device.type == "cuda"):
+        out = predict(method, models.for_method(method), to_device(batch, device))
     return {k: v.float().cpu() for k, v in out.items()}
 
 
@@ -212,7 +161,7 @@ def figure_cloud_removal(
     ``outputs`` maps a column title to the (B, 13, H, W) reconstruction; each output's title
     carries its PSNR on that patch.
     """
-    from tdpcr.evaluation.metrics import psnr_per_image
+    from tdpcr.core.metrics import psnr_per_image
 
     rows = batch["s2_cloudy"].shape[0]
     columns = 3 + len(outputs)
@@ -294,12 +243,10 @@ def figure_segmentation(
     batch: Mapping[str, Any], maps: Mapping[str, torch.Tensor], out: Path
 ) -> Path:
     """Figure 5: cloudy input, ground truth and each protocol's land-cover map, with legend."""
-    cmap, colours = landcover_colormap()
     rows = batch["landcover"].shape[0]
     columns = 2 + len(maps)
     fig = Figure(figsize=(1.7 * columns, 1.7 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
-    style = {"cmap": cmap, "vmin": 0, "vmax": len(CLASS_NAMES)}
     for r in range(rows):
         cloudy = batch.get("s2_cloudy")
         if cloudy is not None:
@@ -312,14 +259,11 @@ def figure_segmentation(
         else:
             axes[r, 0].set_axis_off()
         axes[r, 0].set_ylabel(_row_label(batch, r), fontsize=6)
-        _show(
-            axes[r, 1],
-            _class_image(batch["landcover"][r].numpy()),
-            "ground truth" if r == 0 else None,
-            **style,
-        )
+        truth = landcover_rgb(batch["landcover"][r].numpy())
+        _show(axes[r, 1], truth, "ground truth" if r == 0 else None)
         for c, (title, labels) in enumerate(maps.items(), start=2):
-            _show(axes[r, c], _class_image(labels[r].numpy()), title if r == 0 else None, **style)
+            _show(axes[r, c], landcover_rgb(labels[r].numpy()), title if r == 0 else None)
+    colours = class_colors()
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(CLASS_NAMES)]
     handles.append(Patch(facecolor="white", edgecolor="grey", label=f"no label ({IGNORE_INDEX})"))
     fig.legend(
@@ -344,10 +288,9 @@ def make_figures(
 ) -> list[Path]:
     """Figures 3, 4 and 5 on ``rows`` test patches of increasing cloud cover."""
     from tdpcr.data.store import open_store
-    from tdpcr.evaluation.protocols import pick_device, set_threads
 
     set_threads(threads)
-    device = pick_device(force_cpu)
+    device = select_device(force_cpu)
     positions = select_patches(store, split, rows)
     pieces = ["s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask"]
     present = [p for p in pieces if p in open_store(store)]
@@ -361,7 +304,7 @@ def make_figures(
     written = [figure_cloud_removal(batch, outputs, fig3)]
 
     model = models.for_method(get_method(FIG4_VARIANT))[FIG4_VARIANT]
-    moved = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    moved = to_device(batch, device)
     with torch.inference_mode():
         out = model(moved["s2_cloudy"], moved["s1"], return_prompt=True, return_weights=True)
     if out.get("prompt") is None:
@@ -388,8 +331,8 @@ def plot_training_curves(
     hash in ``meta.json``). Without tracking the figure says so (the workflow still gets its
     output). Returns the plotted histories by variant.
     """
+    from tdpcr.core.checkpoint import read_meta
     from tdpcr.evaluation.protocols import tracking_target
-    from tdpcr.training.checkpoint import read_meta
 
     target = tracking_target(config, tracking)
     histories: dict[str, dict[str, list[tuple[int, float]]]] = {}

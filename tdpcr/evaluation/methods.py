@@ -24,23 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tdpcr.errors import InputDataError
+from tdpcr.core.errors import InputDataError
 from tdpcr.training.variants import VARIANTS, get_variant
 
 #: Where a method's land-cover map comes from (see the module docstring).
 SegSource = Literal["input", "cr_output", "head"]
-
-#: Reconstruction metric names, as in the JSON and (prefixed) in MLflow.
-CR_METRICS: tuple[str, ...] = (
-    "psnr",
-    "ssim",
-    "psnr_cloudy",
-    "ssim_cloudy",
-    "psnr_clear",
-    "ssim_clear",
-)
-#: Segmentation metric names.
-SEG_METRICS: tuple[str, ...] = ("pa", "miou", "pa_cloudy", "miou_cloudy", "pa_clear", "miou_clear")
 
 
 @dataclass(frozen=True)

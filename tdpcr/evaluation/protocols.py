@@ -2,9 +2,9 @@
 
 The methods (which variants, wired how) are listed in :mod:`tdpcr.evaluation.methods`.
 :func:`evaluate_method` runs one method over a split (the test split, full patches, store
-order), scores it with :class:`~tdpcr.evaluation.metrics.ReconstructionMeter` (PSNR per image
+order), scores it with :class:`~tdpcr.core.metrics.ReconstructionMeter` (PSNR per image
 over all 13 bands on [0, 1] reflectance, averaged over images; SSIM 11x11 Gaussian; all,
-cloudy and clear pixels) and :class:`~tdpcr.evaluation.metrics.SegmentationMeter` (one global
+cloudy and clear pixels) and :class:`~tdpcr.core.metrics.SegmentationMeter` (one global
 confusion matrix; PA, mIoU; all, cloudy and clear pixels), writes a small JSON and logs the
 metrics into the MLflow training run(s) of the variant(s) it evaluated.
 """
@@ -12,7 +12,6 @@ metrics into the MLflow training run(s) of the variant(s) it evaluated.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,26 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdpcr import io
-from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX
-from tdpcr.errors import InputDataError
-from tdpcr.evaluation.methods import CR_METRICS, METHODS, SEG_METRICS, Method, get_method
-from tdpcr.training.variants import get_variant
-
-__all__ = [
-    "CR_METRICS",
-    "METHODS",
-    "SEG_METRICS",
-    "Method",
-    "evaluate_method",
-    "get_method",
-    "load_variant_model",
-    "pick_device",
-    "predict",
-    "set_threads",
-    "tracking_target",
-    "write_json_atomic",
-]
+from tdpcr.core.checkpoint import CheckpointMeta, ModelSpec, load_checkpoint
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import write_json_atomic
+from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
+from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
+from tdpcr.core.specs import CLASS_NAMES, CR_METRICS, IGNORE_INDEX, REGIONS, SEG_METRICS
+from tdpcr.evaluation.methods import Method, get_method
+from tdpcr.models import create_model_from
+from tdpcr.training.variants import get_variant, model_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +43,9 @@ CONVENTIONS = (
 
 
 # --------------------------------------------------------------------------- models
-def pick_device(force_cpu: bool = False) -> torch.device:
-    """CUDA when present (and not refused), else the CPU."""
-    if torch.cuda.is_available() and not force_cpu:
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def set_threads(threads: int) -> int:
-    """Give torch the rule's threads, capped by the CPUs really available; return the count."""
-    from tdpcr.training.trainer import available_cpus
-
-    count = max(1, min(int(threads), available_cpus()))
-    torch.set_num_threads(count)
-    return count
-
-
 def load_variant_model(
     models_dir: Path, name: str, config: Mapping[str, Any], device: torch.device | str = "cpu"
-) -> tuple[nn.Module, Any]:
+) -> tuple[nn.Module, CheckpointMeta]:
     """Build variant ``name`` from the config, load ``models_dir/<name>``; eval mode on device.
 
     The architecture is built from the *config* and checked against the checkpoint's
@@ -81,22 +53,13 @@ def load_variant_model(
     of failing on a tensor shape (or, worse, evaluating a model the config does not describe).
 
     Returns:
-        (model, :class:`~tdpcr.training.checkpoint.CheckpointMeta`).
+        (model, :class:`~tdpcr.core.checkpoint.CheckpointMeta`).
     """
-    from tdpcr.models import create_model
-    from tdpcr.training.checkpoint import check_compatible, load_model_state, read_meta
-    from tdpcr.training.variants import model_kwargs
-
     variant = get_variant(name)
-    folder = Path(models_dir) / name
-    meta = read_meta(folder)
-    if meta.variant != name:
-        raise InputDataError(f"{folder}: checkpoint of variant {meta.variant!r}, not {name!r}")
     kwargs = model_kwargs(variant, dict(config["models"]), len(CLASS_NAMES))
-    check_compatible(meta, variant.model, kwargs, folder)
-    model = create_model(variant.model, **kwargs)
-    load_model_state(folder, model)
-    return model.to(device).eval(), meta
+    expect = ModelSpec(variant.model, kwargs, variant=name)
+    checkpoint = load_checkpoint(Path(models_dir) / name, expect=expect)
+    return create_model_from(checkpoint).to(device).eval(), checkpoint.meta
 
 
 def predict(
@@ -135,38 +98,15 @@ def predict(
     return out
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
-
-
 # --------------------------------------------------------------------------- evaluation
-def _finite_or_none(value: Any) -> Any:
-    """NaN / inf -> None (JSON has no NaN); recurse into lists and dicts."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    return value
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` as JSON atomically, with NaN / inf as null (valid JSON)."""
-    return io.write_json_atomic(path, _finite_or_none(dict(data)))
-
-
 def tracking_target(config: Mapping[str, Any], enabled: bool) -> tuple[str, str] | None:
     """(tracking URI, experiment) when tracking is on, else None."""
-    tracking = config.get("tracking", {})
-    if not (enabled and tracking.get("enabled", False)):
+    tracking = config["tracking"]
+    if not (enabled and tracking["enabled"]):
         return None
     from tdpcr.tracking import resolve_uri
 
-    return resolve_uri(tracking.get("uri")), str(config["name"])
+    return resolve_uri(tracking["uri"]), str(config["name"])
 
 
 def evaluate_method(
@@ -203,11 +143,10 @@ def evaluate_method(
     """
     from tdpcr.data.dataset import make_loader
     from tdpcr.data.store import open_store
-    from tdpcr.evaluation.metrics import ReconstructionMeter, SegmentationMeter
 
     started = time.perf_counter()
     method = get_method(method_name)
-    device = pick_device(force_cpu)
+    device = select_device(force_cpu)
     torch_threads = set_threads(threads)
     print(f"method {method.name}: device {device}, {torch_threads} torch threads", flush=True)
 
@@ -226,11 +165,10 @@ def evaluate_method(
 
     rec_meter = ReconstructionMeter()
     seg_meter = SegmentationMeter(num_classes=len(CLASS_NAMES), ignore_index=IGNORE_INDEX)
-    cuda = device.type == "cuda"
     with torch.inference_mode():
         for batch in loader:
-            batch = _to_device(batch, device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            batch = to_device(batch, device)
+            with autocast(device.type == "cuda"):
                 pred = predict(method, models, batch)
             cloudmask = batch.get("cloudmask")
             if method.scores_cr:
@@ -246,7 +184,8 @@ def evaluate_method(
     if method.scores_seg:
         seg = seg_meter.compute()
         metrics.update({k: float(seg[k]) for k in SEG_METRICS})
-        for suffix, part in (("", "all"), ("_cloudy", "cloudy"), ("_clear", "clear")):
+        for suffix in REGIONS:
+            part = suffix.removeprefix("_") or "all"
             values = seg[f"per_class_iou{suffix}"]
             per_class[part] = dict(zip(CLASS_NAMES, values, strict=True))
 

@@ -21,27 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tdpcr.errors import InputDataError
-from tdpcr.io import write_csv_atomic
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import write_csv_atomic
+from tdpcr.core.paper import PAPER_COMPLEXITY, PAPER_REMARKS
+from tdpcr.core.specs import CR_METRICS, SEG_METRICS
 
 #: Note on every row while the paper's accuracy numbers are not filled in.
 PAPER_NOTE = "paper values: fill from arXiv 2601.12052 Tables I-III"
 MEASURED = "measured"
 NOT_REIMPLEMENTED = "not reimplemented"
-
-#: (params in M, "FLOPs" in G at one 256x256 sample) as the paper reports them
-#: (docs/model.md; the baselines' "FLOPs" are MACs, see docs/data-formats.md).
-PAPER_COMPLEXITY: dict[str, tuple[float, float]] = {
-    "tdpcr-cr": (5.92, 34.3),
-    "tdpcr-full": (5.95, 38.2),
-    "dsen2cr": (18.95, 1241.2),
-    "glf-cr": (14.83, 249.7),
-    "hpn-cr": (3.69, 19.6),
-    "emrdm": (39.13, 83.6),
-    "cloudseg": (203.22, 105.9),
-}
-#: Extra remarks on a paper row.
-PAPER_REMARKS: dict[str, str] = {"emrdm": "FLOPs per sampling step"}
 
 #: Method -> (model, variant) row of results/complexity.csv.
 COMPLEXITY_ROWS: dict[str, tuple[str, str]] = {
@@ -49,14 +37,21 @@ COMPLEXITY_ROWS: dict[str, tuple[str, str]] = {
     "tdpcr-cr": ("tdpcr", "cr-only"),
     "tdpcr-full": ("tdpcr", "full"),
 }
+#: Table I's complexity columns: ours at the configured and at the paper's size, the paper's.
+COMPLEXITY_COLUMNS: tuple[str, ...] = (
+    "params_M",
+    "macs_G",
+    "params_M_at_paper_size",
+    "macs_G_at_paper_size",
+)
 
 
 @dataclass(frozen=True)
 class Row:
     """One table row: an evaluated method, or a paper-only method (``method`` None).
 
-    ``key`` identifies paper numbers (:data:`PAPER_COMPLEXITY`); ``group`` is the paradigm
-    (Table II) or the ablation (Table III).
+    ``key`` identifies paper numbers (:data:`tdpcr.core.paper.PAPER_COMPLEXITY`); ``group`` is
+    the paradigm (Table II) or the ablation (Table III).
     """
 
     key: str
@@ -65,119 +60,120 @@ class Row:
     group: str = ""
 
 
-#: Table I: cloud removal (measured rows first in paper order, paper-only rows in between).
-TABLE1_ROWS: tuple[Row, ...] = (
-    Row("cloudy-input", "Cloudy input (no-op reference)", "cloudy-input"),
-    Row("dsen2cr", "DSen2-CR", "dsen2cr"),
-    Row("glf-cr", "GLF-CR", None),
-    Row("hpn-cr", "HPN-CR", None),
-    Row("emrdm", "EMRDM", None),
-    Row("cloudseg", "CloudSeg", None),
-    Row("tdpcr-cr", "TDP-CR (CR-only)", "tdpcr-cr"),
-    Row("tdpcr-full", "TDP-CR (Full)", "tdpcr-full"),
-)
-#: Table II: land-cover segmentation by paradigm.
-TABLE2_ROWS: tuple[Row, ...] = (
-    Row("segformer-clear", "SegFormer on clear optical", "segformer-clear", "Direct"),
-    Row("segformer-cloudy", "SegFormer on cloudy optical", "segformer-cloudy", "Direct"),
-    Row("segformer-sar", "SegFormer on SAR", "segformer-sar", "Direct"),
-    Row(
-        "dsen2cr+segformer-clear", "DSen2-CR -> SegFormer", "dsen2cr+segformer-clear", "Multi-stage"
-    ),
-    Row(
-        "tdpcr-cr+segformer-clear",
-        "TDP-CR (CR-only) -> SegFormer",
-        "tdpcr-cr+segformer-clear",
-        "Multi-stage",
-    ),
-    Row("cloudseg", "CloudSeg", None, "Multi-task"),
-    Row("tdpcr-full", "TDP-CR (Full)", "tdpcr-full", "Multi-task"),
-)
-#: Table III: ablations (the full model appears in both groups, as in the paper).
-TABLE3_ROWS: tuple[Row, ...] = (
-    Row("tdpcr-global-full", "PGF global only", "tdpcr-global-full", "PGF branches"),
-    Row("tdpcr-local-full", "PGF local only", "tdpcr-local-full", "PGF branches"),
-    Row("tdpcr-full", "PGF global + local", "tdpcr-full", "PGF branches"),
-    Row("tdpcr-joint", "Joint training", "tdpcr-joint", "Training strategy"),
-    Row("tdpcr-fpft", "Phase 1 + FPFT", "tdpcr-fpft", "Training strategy"),
-    Row("tdpcr-full", "Phase 1 + PEFT", "tdpcr-full", "Training strategy"),
-)
+@dataclass(frozen=True)
+class TableSpec:
+    """One of the paper's tables: its rows and, in order, its columns.
 
-TABLE_ROWS: dict[str, tuple[Row, ...]] = {
-    "table1": TABLE1_ROWS,
-    "table2": TABLE2_ROWS,
-    "table3": TABLE3_ROWS,
+    Attributes:
+        rows: the rows, in the paper's order.
+        lead: identifying columns (the row's group, method and label, status).
+        label_column: the lead column that holds a row's label.
+        group_column: the lead column that holds a row's group (paradigm, ablation), if any.
+        metrics: metric columns taken from the evaluation JSONs, names of
+            :data:`~tdpcr.core.specs.CR_METRICS` / :data:`~tdpcr.core.specs.SEG_METRICS`.
+        extra: further measured columns (Table I: :data:`COMPLEXITY_COLUMNS`).
+        paper: the paper's own numbers, each ``paper_<name>``.
+    """
+
+    rows: tuple[Row, ...]
+    lead: tuple[str, ...]
+    metrics: tuple[str, ...]
+    label_column: str = "label"
+    group_column: str | None = None
+    extra: tuple[str, ...] = ()
+    paper: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in (*CR_METRICS, *SEG_METRICS)]
+        if unknown:
+            raise ValueError(f"table metric {unknown[0]!r} is not a metric name")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        paper = tuple(f"paper_{name}" for name in self.paper)
+        return (
+            *self.lead, *self.metrics, *self.extra, *paper, "paper_note", "mlflow_run_id",
+        )  # fmt: skip
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Evaluated methods the table needs (its Snakemake inputs), in row order."""
+        return tuple(dict.fromkeys(r.method for r in self.rows if r.method is not None))
+
+
+#: The paper's Tables I-III. Table I: cloud removal (measured rows in paper order, paper-only
+#: rows in between); Table II: land-cover segmentation by paradigm; Table III: ablations (the
+#: full model appears in both groups, as in the paper).
+TABLES: dict[str, TableSpec] = {
+    "table1": TableSpec(
+        rows=(
+            Row("cloudy-input", "Cloudy input (no-op reference)", "cloudy-input"),
+            Row("dsen2cr", "DSen2-CR", "dsen2cr"),
+            Row("glf-cr", "GLF-CR", None),
+            Row("hpn-cr", "HPN-CR", None),
+            Row("emrdm", "EMRDM", None),
+            Row("cloudseg", "CloudSeg", None),
+            Row("tdpcr-cr", "TDP-CR (CR-only)", "tdpcr-cr"),
+            Row("tdpcr-full", "TDP-CR (Full)", "tdpcr-full"),
+        ),
+        lead=("method", "label", "status"),
+        metrics=CR_METRICS,
+        extra=COMPLEXITY_COLUMNS,
+        paper=("psnr", "ssim", "params_M", "flops_G"),
+    ),
+    "table2": TableSpec(
+        rows=(
+            Row("segformer-clear", "SegFormer on clear optical", "segformer-clear", "Direct"),
+            Row("segformer-cloudy", "SegFormer on cloudy optical", "segformer-cloudy", "Direct"),
+            Row("segformer-sar", "SegFormer on SAR", "segformer-sar", "Direct"),
+            Row(
+                "dsen2cr+segformer-clear",
+                "DSen2-CR -> SegFormer",
+                "dsen2cr+segformer-clear",
+                "Multi-stage",
+            ),
+            Row(
+                "tdpcr-cr+segformer-clear",
+                "TDP-CR (CR-only) -> SegFormer",
+                "tdpcr-cr+segformer-clear",
+                "Multi-stage",
+            ),
+            Row("cloudseg", "CloudSeg", None, "Multi-task"),
+            Row("tdpcr-full", "TDP-CR (Full)", "tdpcr-full", "Multi-task"),
+        ),
+        lead=("paradigm", "method", "label", "status"),
+        group_column="paradigm",
+        metrics=("miou", "pa", "miou_cloudy", "miou_clear", "pa_cloudy", "pa_clear"),
+        paper=("miou", "pa", "miou_cloudy", "miou_clear"),
+    ),
+    "table3": TableSpec(
+        rows=(
+            Row("tdpcr-global-full", "PGF global only", "tdpcr-global-full", "PGF branches"),
+            Row("tdpcr-local-full", "PGF local only", "tdpcr-local-full", "PGF branches"),
+            Row("tdpcr-full", "PGF global + local", "tdpcr-full", "PGF branches"),
+            Row("tdpcr-joint", "Joint training", "tdpcr-joint", "Training strategy"),
+            Row("tdpcr-fpft", "Phase 1 + FPFT", "tdpcr-fpft", "Training strategy"),
+            Row("tdpcr-full", "Phase 1 + PEFT", "tdpcr-full", "Training strategy"),
+        ),
+        lead=("group", "configuration", "method", "status"),
+        label_column="configuration",
+        group_column="group",
+        metrics=("psnr", "ssim", "pa", "miou"),
+        paper=("psnr", "ssim", "pa", "miou"),
+    ),
 }
 
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "table1": (
-        "method",
-        "label",
-        "status",
-        "psnr",
-        "ssim",
-        "psnr_cloudy",
-        "ssim_cloudy",
-        "psnr_clear",
-        "ssim_clear",
-        "params_M",
-        "macs_G",
-        "params_M_at_paper_size",
-        "macs_G_at_paper_size",
-        "paper_psnr",
-        "paper_ssim",
-        "paper_params_M",
-        "paper_flops_G",
-        "paper_note",
-        "mlflow_run_id",
-    ),
-    "table2": (
-        "paradigm",
-        "method",
-        "label",
-        "status",
-        "miou",
-        "pa",
-        "miou_cloudy",
-        "miou_clear",
-        "pa_cloudy",
-        "pa_clear",
-        "paper_miou",
-        "paper_pa",
-        "paper_miou_cloudy",
-        "paper_miou_clear",
-        "paper_note",
-        "mlflow_run_id",
-    ),
-    "table3": (
-        "group",
-        "configuration",
-        "method",
-        "status",
-        "psnr",
-        "ssim",
-        "pa",
-        "miou",
-        "paper_psnr",
-        "paper_ssim",
-        "paper_pa",
-        "paper_miou",
-        "paper_note",
-        "mlflow_run_id",
-    ),
-}
+
+def table_spec(table: str) -> TableSpec:
+    """The table called ``table``; InputDataError listing the known ones otherwise."""
+    if table not in TABLES:
+        raise InputDataError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    return TABLES[table]
 
 
 def table_methods(table: str) -> tuple[str, ...]:
     """Evaluated methods a table needs (what its Snakemake rule depends on), in row order."""
-    rows = _rows(table)
-    return tuple(dict.fromkeys(r.method for r in rows if r.method is not None))
-
-
-def _rows(table: str) -> tuple[Row, ...]:
-    if table not in TABLE_ROWS:
-        raise InputDataError(f"unknown table {table!r}; known: {', '.join(TABLE_ROWS)}")
-    return TABLE_ROWS[table]
+    return table_spec(table).methods
 
 
 def _number(value: Any, digits: int = 4) -> float | None:
@@ -232,15 +228,15 @@ def build_table(
         evaluations: evaluation JSON content by method name (every method of the table).
         complexity: :func:`read_complexity` (Table I's params / MACs; required for table1).
     """
-    rows = _rows(table)
-    missing = [m for m in table_methods(table) if m not in evaluations]
+    spec = table_spec(table)
+    missing = [m for m in spec.methods if m not in evaluations]
     if missing:
         raise InputDataError(f"{table}: evaluation of method {missing[0]!r} missing")
-    if table == "table1" and complexity is None:
-        raise InputDataError("table1 needs the complexity report (results/complexity.csv)")
-    columns = TABLE_COLUMNS[table]
+    if spec.extra and complexity is None:
+        raise InputDataError(f"{table} needs the complexity report (results/complexity.csv)")
+    columns = spec.columns
     out: list[dict[str, Any]] = []
-    for row in rows:
+    for row in spec.rows:
         record: dict[str, Any] = dict.fromkeys(columns)
         evaluation = evaluations[row.method] if row.method is not None else None
         metrics = dict(evaluation["metrics"]) if evaluation is not None else {}
@@ -251,27 +247,30 @@ def build_table(
         for name in columns:
             if name in metrics:
                 record[name] = _number(metrics[name])
-        if table == "table1":
-            record["label"] = row.label
-            paper = PAPER_COMPLEXITY.get(row.key)
-            if paper is not None:
-                record["paper_params_M"], record["paper_flops_G"] = paper
-            if row.key in COMPLEXITY_ROWS and evaluation is not None:
-                model, variant = COMPLEXITY_ROWS[row.key]
-                for size, suffix in (("configured", ""), ("paper", "_at_paper_size")):
-                    found = complexity.get((model, variant, size)) if complexity else None
-                    if found is None:
-                        raise InputDataError(
-                            f"complexity report has no {size}-size row for {model} {variant}"
-                        )
-                    record[f"params_M{suffix}"] = _number(found["params_M"])
-                    record[f"macs_G{suffix}"] = _number(found["macs_G"])
-        elif table == "table2":
-            record["paradigm"], record["label"] = row.group, row.label
-        else:
-            record["group"], record["configuration"] = row.group, row.label
+        record[spec.label_column] = row.label
+        if spec.group_column is not None:
+            record[spec.group_column] = row.group
+        if "params_M" in spec.paper and row.key in PAPER_COMPLEXITY:
+            record["paper_params_M"], record["paper_flops_G"] = PAPER_COMPLEXITY[row.key]
+        if spec.extra and row.key in COMPLEXITY_ROWS and evaluation is not None:
+            record.update(_complexity_cells(row.key, complexity))
         out.append(record)
     return out
+
+
+def _complexity_cells(
+    key: str, complexity: Mapping[tuple[str, str, str], Mapping[str, str]]
+) -> dict[str, float | None]:
+    """Table I's params / MACs of one method, at the configured and at the paper's size."""
+    model, variant = COMPLEXITY_ROWS[key]
+    cells: dict[str, float | None] = {}
+    for size, suffix in (("configured", ""), ("paper", "_at_paper_size")):
+        found = complexity.get((model, variant, size))
+        if found is None:
+            raise InputDataError(f"complexity report has no {size}-size row for {model} {variant}")
+        cells[f"params_M{suffix}"] = _number(found["params_M"])
+        cells[f"macs_G{suffix}"] = _number(found["macs_G"])
+    return cells
 
 
 def write_table_csv(rows: Iterable[Mapping[str, Any]], columns: Iterable[str], out: Path) -> Path:
@@ -289,5 +288,5 @@ def write_table(
     evaluations = read_evaluations(evaluation_files)
     complexity = read_complexity(complexity_file) if complexity_file is not None else None
     rows = build_table(table, evaluations, complexity)
-    write_table_csv(rows, TABLE_COLUMNS[table], out)
+    write_table_csv(rows, table_spec(table).columns, out)
     return rows

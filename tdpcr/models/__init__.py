@@ -13,7 +13,7 @@ from tdpcr.models.peft import (
     set_trainable,
     trainable_parameters,
 )
-from tdpcr.models.registry import create_model, list_models
+from tdpcr.models.registry import create_model, create_model_from, list_models
 from tdpcr.models.tdpcr import TDPCR, PromptGenerator, PromptGuidedFusion, SegmentationHead
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "attach_segmentation_head",
     "count_parameters",
     "create_model",
+    "create_model_from",
     "list_models",
     "parameter_groups",
     "set_trainable",

@@ -61,7 +61,9 @@ def trainable_parameters(model: TDPCR, strategy: str) -> list[tuple[str, nn.Para
     """(name, parameter) pairs that train under ``strategy``, in model order; changes nothing."""
     wanted = set(_check_strategy(strategy))
     names = {
-        name for group, pairs in parameter_groups(model).items() if group in wanted
+        name
+        for group, pairs in parameter_groups(model).items()
+        if group in wanted
         for name, _ in pairs
     }
     return [(n, p) for n, p in model.named_parameters() if n in names]

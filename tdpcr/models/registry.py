@@ -12,6 +12,9 @@ from typing import Any
 
 from torch import nn
 
+from tdpcr.core.checkpoint import Checkpoint
+from tdpcr.core.errors import InputDataError
+
 
 def _tdpcr(**kwargs: Any) -> nn.Module:
     from tdpcr.models.tdpcr import TDPCR
@@ -57,3 +60,19 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         return factory(**kwargs)
     except TypeError as err:
         raise TypeError(f"bad arguments for model {name!r}: {err}") from err
+
+
+def create_model_from(checkpoint: Checkpoint) -> nn.Module:
+    """The model a checkpoint describes (``meta.json``), with its weights loaded.
+
+    Raises:
+        InputDataError: ``meta.json`` names an unknown model or arguments it does not take,
+            or the weights do not fit (one line naming the file).
+    """
+    meta = checkpoint.meta
+    try:
+        model = create_model(meta.model_name, **meta.model_kwargs)
+    except (ValueError, TypeError) as err:
+        where = checkpoint.folder / "meta.json"
+        raise InputDataError(f"{where}: cannot build the model ({err})") from None
+    return checkpoint.load_into(model)

@@ -46,8 +46,15 @@ class SegFormer(nn.Module):
         attn_implementation: str | None = None,
     ) -> None:
         super().__init__()
-        lists = [hidden_sizes, depths, num_attention_heads, sr_ratios, mlp_ratios, patch_sizes,
-                 strides]
+        lists = [
+            hidden_sizes,
+            depths,
+            num_attention_heads,
+            sr_ratios,
+            mlp_ratios,
+            patch_sizes,
+            strides,
+        ]
         if len({len(v) for v in lists}) != 1:
             raise ValueError(
                 "hidden_sizes, depths, num_attention_heads, sr_ratios, mlp_ratios, patch_sizes "

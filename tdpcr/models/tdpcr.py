@@ -125,7 +125,10 @@ class PromptGuidedFusion(nn.Module):
         if mode in ("both", "local"):
             self.local_branch = nn.Sequential(
                 nn.Conv2d(
-                    prompt_channels, prompt_channels, kernel_size=3, padding=1,
+                    prompt_channels,
+                    prompt_channels,
+                    kernel_size=3,
+                    padding=1,
                     groups=prompt_channels,
                 ),
                 nn.Conv2d(prompt_channels, 2 * channels, kernel_size=1),
@@ -282,15 +285,19 @@ class TDPCR(nn.Module):
             self.prompt_generator = PromptGenerator(in_optical, prompt_hidden, prompt_channels)
         self.pgf = nn.ModuleList(
             PromptGuidedFusion(
-                c, prompt_channels, mode=pgf_mode, reduction=pgf_reduction,
-                min_hidden=pgf_min_hidden, psi_hidden=max(1, round(psi_ratio * c)),
+                c,
+                prompt_channels,
+                mode=pgf_mode,
+                reduction=pgf_reduction,
+                min_hidden=pgf_min_hidden,
+                psi_hidden=max(1, round(psi_ratio * c)),
             )
             for c in self.stage_channels
         )
 
         # Shared reconstruction decoder, coarsest scale first.
         bottleneck = 2 * self.stage_channels[-1]
-        dec_channels = [bottleneck // 2**(i + 1) for i in range(self.num_stages)]
+        dec_channels = [bottleneck // 2 ** (i + 1) for i in range(self.num_stages)]
         self.decoder_channels = dec_channels
         self.ups = nn.ModuleList(naf_upsample(2 * c) for c in dec_channels)
         self.dec_stages = nn.ModuleList(

@@ -8,29 +8,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from tdpcr.constants import CLASS_NAMES, S2_BANDS
-from tdpcr.data.synthetic import LANDCOVER_COLORS
-from tdpcr.prediction.predict import PredictOptions, predict_scene
-
-#: True-colour bands (B4, B3, B2) as 0-based indices into the 13 S2 bands.
-RGB = tuple(S2_BANDS.index(b) for b in ("B4", "B3", "B2"))
-
-
-def stretch_limits(rgb: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.ndarray:
-    """Per-band (low, high) percentiles of a (3, H, W) array, ignoring zeros (nodata)."""
-    limits = []
-    for band in rgb:
-        valid = band[band > 0]
-        lo, hi = np.percentile(valid, (low, high)) if valid.size else (0.0, 1.0)
-        limits.append((lo, max(hi, lo + 1e-6)))
-    return np.asarray(limits, dtype=np.float64)
-
-
-def to_rgb(image: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """(13, H, W) DN -> (H, W, 3) floats in [0, 1], stretched linearly between ``limits``."""
-    rgb = image[list(RGB)].astype(np.float64)
-    out = (rgb - limits[:, :1, None]) / (limits[:, 1:, None] - limits[:, :1, None])
-    return np.clip(out, 0.0, 1.0).transpose(1, 2, 0)
+from tdpcr.core.rendering import class_colors, landcover_rgb, rgb_composite
+from tdpcr.core.specs import CLASS_NAMES
+from tdpcr.prediction.engine import PredictOptions, predict_scene
+from tdpcr.prediction.writers import CLOUDFREE_NODATA
 
 
 def before_after_figure(
@@ -72,35 +53,29 @@ def before_after_figure(
     if reference is not None:
         with rasterio.open(reference) as src:
             clear = src.read()
-    limits = stretch_limits((clear if clear is not None else after)[list(RGB)].astype(float))
+    reference_rgb = clear if clear is not None else after
 
-    panels: list[tuple[str, np.ndarray, bool]] = [
-        ("cloudy input (S2 L1C)", to_rgb(before, limits), False),
-        (
-            f"predicted cloud-free ({result.model['variant'] or 'model'})",
-            to_rgb(after, limits),
-            False,
-        ),
+    def rgb(image: np.ndarray) -> np.ndarray:
+        return rgb_composite(image, reference_rgb, nodata=CLOUDFREE_NODATA)
+
+    panels: list[tuple[str, np.ndarray]] = [
+        ("cloudy input (S2 L1C)", rgb(before)),
+        (f"predicted cloud-free ({result.model['variant'] or 'model'})", rgb(after)),
     ]
     if clear is not None:
-        panels.append(("cloud-free reference (not seen)", to_rgb(clear, limits), False))
+        panels.append(("cloud-free reference (not seen)", rgb(clear)))
     if labels is not None:
-        colours = np.zeros((256, 3), dtype=np.float64)
-        for value, rgba in LANDCOVER_COLORS.items():
-            colours[value] = np.asarray(rgba[:3]) / 255.0
-        panels.append(("predicted land cover", colours[labels], True))
+        panels.append(("predicted land cover", landcover_rgb(labels, ignore_color=(0, 0, 0))))
 
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.0), squeeze=False)
-    for ax, (name, data, _) in zip(axes[0], panels, strict=True):
+    for ax, (name, data) in zip(axes[0], panels, strict=True):
         ax.imshow(data, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
     if labels is not None:
         present = sorted(int(v) for v in np.unique(labels) if v < len(CLASS_NAMES))
-        handles = [
-            Patch(color=np.asarray(LANDCOVER_COLORS[v][:3]) / 255.0, label=CLASS_NAMES[v])
-            for v in present
-        ]
+        colours = class_colors()
+        handles = [Patch(color=colours[v], label=CLASS_NAMES[v]) for v in present]
         axes[0][-1].legend(
             handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=3,
             fontsize=8, frameon=False,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim
 
-from tdpcr.constants import IGNORE_INDEX
+from tdpcr.core.specs import IGNORE_INDEX
 
 
 def reconstruction_loss(

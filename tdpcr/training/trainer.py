@@ -24,7 +24,8 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +35,22 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from tdpcr.constants import CLASS_NAMES, IGNORE_INDEX
-from tdpcr.data.dataset import ResumableSampler, make_loader
-from tdpcr.errors import ConfigError, InputDataError
-from tdpcr.models import create_model
-from tdpcr.models.peft import set_trainable
-from tdpcr.training.checkpoint import (
+from tdpcr.core.checkpoint import (
     CheckpointMeta,
-    check_compatible,
-    load_model_state,
+    ModelSpec,
+    load_checkpoint,
     load_training_state,
     read_meta,
     save_checkpoint,
 )
-from tdpcr.training.losses import reconstruction_loss, segmentation_loss
+from tdpcr.core.errors import ConfigError, InputDataError
+from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
+from tdpcr.core.runtime import Runtime, autocast, setup_runtime
+from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.data.dataset import ResumableSampler, make_loader
+from tdpcr.models import create_model
+from tdpcr.models.peft import set_trainable
+from tdpcr.training.steps import compute_loss, forward
 from tdpcr.training.variants import Variant, get_variant, model_kwargs
 
 log = logging.getLogger(__name__)
@@ -64,71 +67,6 @@ class Interrupted(SystemExit):
         self.step, self.folder = step, folder
 
 
-@dataclass
-class Runtime:
-    """Where training runs: device, data-parallel rank and the CPU thread budget."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    torch_threads: int = 1
-    loader_workers: int = 0
-
-    @property
-    def cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def available_cpus() -> int:
-    """CPUs this process may use (affinity, i.e. a SLURM allocation), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def setup_runtime(threads: int, *, force_cpu: bool = False) -> Runtime:
-    """Pick the device (CUDA when usable), join torchrun's process group, split threads.
-
-    ``threads`` is the rule's thread count; it is capped by the CPUs really available, so
-    ``--cores 8`` on a 2-core machine does not oversubscribe. A quarter of them (none below 4)
-    feed the data loader; the rest run torch's intra-op kernels.
-    """
-    # Under torchrun the job's CPUs are shared by its LOCAL_WORLD_SIZE processes.
-    local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    cpus = max(1, min(threads, available_cpus()) // local_world)
-    workers = cpus // 4
-    torch_threads = max(1, cpus - workers)
-    torch.set_num_threads(torch_threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    cuda = torch.cuda.is_available() and not force_cpu
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    if cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        name = torch.cuda.get_device_name(local_rank)
-        print(f"device: {device} ({name}), rank {rank}/{world}", flush=True)
-    else:
-        device = torch.device("cpu")
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        reason = f"CUDA_VISIBLE_DEVICES={visible}, no usable GPU" if visible else "no GPU"
-        print(
-            f"device: cpu ({reason}), {torch_threads} torch threads, {workers} loader "
-            f"workers, rank {rank}/{world}",
-            flush=True,
-        )
-    return Runtime(device, rank, world, torch_threads, workers)
-
-
 def config_hash(config: dict, variant: Variant) -> str:
     """Hash of everything that defines a variant's training (for resume and MLflow tags)."""
     relevant = {
@@ -141,6 +79,26 @@ def config_hash(config: dict, variant: Variant) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def digest_of_family(config: dict, family: str) -> str:
+    """Hash tying a family's parent MLflow run to one config (model size, data, training)."""
+    relevant = {
+        "family": family,
+        "models": config["models"],
+        "train": config["train"],
+        "dataset": config["datasets"][config["dataset"]],
+        "name": config["name"],
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def family_of(variant: Variant) -> str:
+    """The model family (parent MLflow run) of a variant: its phases share one parent."""
+    if variant.name == "tdpcr-fpft":
+        return "tdpcr"
+    return variant.name.removesuffix("-cr").removesuffix("-full")
+
+
+# --------------------------------------------------------------------------- named steps
 def build_model(
     variant: Variant, config: dict, init_dir: Path | None, num_classes: int
 ) -> tuple[nn.Module, dict]:
@@ -152,47 +110,110 @@ def build_model(
         raise ConfigError(f"variant {variant.name} starts from {variant.init_from}: pass --init")
     init_variant = get_variant(variant.init_from)
     init_kwargs = model_kwargs(init_variant, config["models"], num_classes)
-    check_compatible(read_meta(init_dir), init_variant.model, init_kwargs, init_dir)
-    model = create_model(variant.model, **init_kwargs)
-    load_model_state(init_dir, model)
+    checkpoint = load_checkpoint(init_dir, expect=ModelSpec(init_variant.model, init_kwargs))
+    model = checkpoint.load_into(create_model(variant.model, **init_kwargs))
     if variant.segmentation and model.num_classes is None:
-        model.attach_head(num_classes, kwargs.get("head_width", 8))
+        head = {k: kwargs[k] for k in ("head_width",) if k in kwargs}
+        model.attach_head(num_classes, **head)
     return model, kwargs
 
 
-def _forward(model: nn.Module, variant: Variant, batch: dict) -> dict[str, torch.Tensor]:
-    if variant.model == "segformer":
-        return model(batch[variant.seg_input])
-    return model(batch["s2_cloudy"], batch["s1"])
+def make_optimizer(
+    model: nn.Module, train: dict, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the trainable parameters; 5 % linear warm-up, then cosine decay to 0."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=float(train["lr"]), weight_decay=float(train["weight_decay"])
+    )
+    warmup = max(1, int(0.05 * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            min(1.0, (step + 1) / warmup)
+            * 0.5
+            * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        ),
+    )
+    return optimizer, scheduler
 
 
-def _loss(variant: Variant, out: dict, batch: dict, train: dict) -> tuple[torch.Tensor, dict]:
-    total = torch.zeros((), device=next(iter(out.values())).device)
-    parts: dict[str, float] = {}
-    if variant.reconstruction:
-        rec, rec_parts = reconstruction_loss(out["image"], batch["s2_clear"], train["lambda_ssim"])
-        weight = train["lambda_rec"] if variant.segmentation else 1.0
-        total = total + weight * rec
-        parts.update(rec_parts, rec=float(rec.detach()))
-    if variant.segmentation:
-        seg, seg_parts = segmentation_loss(
-            out["logits"], batch["landcover"], train["label_smoothing"]
+@dataclass
+class Progress:
+    """Where a run stands: the step reached and the best validation so far."""
+
+    step: int = 0
+    best_value: float = -math.inf
+    best_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def resume(
+    last_dir: Path,
+    digest: str,
+    spec: ModelSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> Progress:
+    """Restore ``last/`` when it was saved with this config; else start over (and say so)."""
+    if not (last_dir / "meta.json").is_file():
+        return Progress()
+    previous = read_meta(last_dir)
+    if previous.extra.get("config_hash") != digest:
+        log.warning("%s was saved with another config; starting over", last_dir)
+        shutil.rmtree(last_dir)
+        return Progress()
+    load_checkpoint(last_dir, expect=spec).load_into(model)
+    load_training_state(last_dir, optimizer, scheduler)
+    print(f"resumed from step {previous.step} ({last_dir})", flush=True)
+    return Progress(
+        previous.step,
+        previous.extra.get("best_value", -math.inf),
+        previous.extra.get("best_metrics", {}),
+    )
+
+
+def make_loaders(
+    store: Path, variant: Variant, train: dict, runtime: Runtime
+) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader, ResumableSampler]:
+    """Training loader (seeded, resumable epochs) and validation loader of the tile store."""
+    from tdpcr.data.store import open_store
+
+    store_ds = open_store(store)
+    missing = [p for p in variant.pieces if p not in store_ds]
+    if missing:
+        raise InputDataError(f"{store}: variant {variant.name} needs {missing[0]!r}, absent")
+    pieces = [p for p in (*variant.pieces, "cloudmask") if p in store_ds]
+    batch_size, seed = int(train["batch_size"]), int(train["seed"])
+    n_train = int((store_ds["split"].values == "train").sum())
+    if n_train < batch_size * runtime.world:
+        raise InputDataError(
+            f"{store}: {n_train} training patches, fewer than one batch of {batch_size}"
         )
-        weight = train["lambda_seg"] if variant.reconstruction else 1.0
-        total = total + weight * seg
-        parts.update(seg_parts)
-    return total, parts
-
-
-def _to_device(batch: dict, runtime: Runtime) -> dict:
-    moved = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor):
-            value = value.to(runtime.device, non_blocking=True)
-            if runtime.cuda and value.ndim == 4:
-                value = value.contiguous(memory_format=torch.channels_last)
-        moved[key] = value
-    return moved
+    sampler = ResumableSampler(n_train, batch_size, seed, runtime.rank, runtime.world)
+    cache_mb = float(train["cache_mb"])
+    train_loader = make_loader(
+        store,
+        "train",
+        batch_size=batch_size,
+        train=True,
+        crop=int(train["crop"]),
+        workers=runtime.loader_workers,
+        seed=seed,
+        pieces=pieces,
+        sampler=sampler,
+        cache_mb=cache_mb,
+    )
+    val_loader = make_loader(
+        store,
+        "val",
+        batch_size=int(train["val_batch_size"]),
+        train=False,
+        workers=0,
+        pieces=pieces,
+        cache_mb=cache_mb,
+    )
+    return train_loader, val_loader, sampler
 
 
 @torch.inference_mode()
@@ -200,17 +221,15 @@ def validate(
     model: nn.Module, variant: Variant, loader, runtime: Runtime, max_batches: int | None
 ) -> dict[str, float]:
     """PSNR / SSIM (reconstruction) and PA / mIoU (segmentation) on the validation split."""
-    from tdpcr.evaluation.metrics import ReconstructionMeter, SegmentationMeter
-
     model.eval()
     rec_meter = ReconstructionMeter()
     seg_meter = SegmentationMeter(num_classes=len(CLASS_NAMES), ignore_index=IGNORE_INDEX)
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
             break
-        batch = _to_device(batch, runtime)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runtime.cuda):
-            out = _forward(model, variant, batch)
+        batch = runtime.to_device(batch)
+        with autocast(runtime.cuda):
+            out = forward(model, variant, batch)
         cloudmask = batch.get("cloudmask")
         if variant.reconstruction:
             rec_meter.update(out["image"].float(), batch["s2_clear"], cloudmask)
@@ -260,6 +279,178 @@ def _publish(best: Path, out_dir: Path) -> None:
         os.replace(tmp, out_dir / name)
 
 
+# --------------------------------------------------------------------------- the run
+@dataclass
+class _Run:
+    """Everything one training run holds; its methods are the steps of :func:`train_variant`."""
+
+    config: dict
+    variant: Variant
+    runtime: Runtime
+    out_dir: Path
+    model: nn.Module
+    kwargs: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    digest: str
+    total_steps: int
+    tracker: Any | None
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def train(self) -> dict:
+        return self.config["train"]
+
+    @property
+    def last_dir(self) -> Path:
+        return self.out_dir / "last"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.out_dir / "best"
+
+    def meta(self, step: int, metrics: dict, extra: dict) -> CheckpointMeta:
+        return CheckpointMeta(
+            model_name=self.variant.model,
+            model_kwargs=json.loads(json.dumps(self.kwargs)),
+            variant=self.variant.name,
+            step=step,
+            metrics=metrics,
+            config=self.config,
+            extra={"config_hash": self.digest, **extra},
+        )
+
+    def save_resume(self, step: int) -> None:
+        if not self.runtime.main:
+            return
+        best = self.progress
+        extra = {"best_value": best.best_value, "best_metrics": best.best_metrics}
+        meta = self.meta(step, best.best_metrics, extra)
+        save_checkpoint(self.last_dir, self.model, meta, self.optimizer, self.scheduler)
+
+    def tracking_context(self):
+        """The MLflow run of this variant, nested in its family's parent run."""
+        if self.tracker is None or not self.runtime.main:
+            return nullcontext()
+        from tdpcr.tracking import flatten, git_commit
+
+        tags = {
+            "tdpcr.variant": self.variant.name,
+            "tdpcr.phase": str(self.variant.phase),
+            "tdpcr.model": self.variant.model,
+            "tdpcr.dataset": self.config["dataset"],
+            "tdpcr.config_hash": self.digest,
+            "tdpcr.git_commit": git_commit(),
+        }
+        family = family_of(self.variant)
+        parent = self.tracker.parent_run(family, digest_of_family(self.config, family), tags)
+        return self.tracker.run(
+            self.variant.name, params=flatten(self.config), tags=tags, parent_run_id=parent
+        )
+
+    def log_step(self, step: int, loss: torch.Tensor, parts: dict, rate: float) -> None:
+        if self.tracker is None or not self.runtime.main or step % self.train["log_every"]:
+            return
+        self.tracker.log_metrics(
+            {
+                "train/loss": float(loss.detach()),
+                "train/samples_per_s": rate,
+                "train/lr": self.scheduler.get_last_lr()[0],
+                **{f"train/{k}": v for k, v in parts.items()},
+            },
+            step,
+        )
+
+    def validate_and_save(self, step: int, val_loader) -> None:
+        """Validate, keep ``best/`` when the selection metric improved, save ``last/``."""
+        if self.runtime.main:
+            max_batches = self.train["val_max_batches"]
+            metrics = validate(self.model, self.variant, val_loader, self.runtime, max_batches)
+            if self.tracker is not None:
+                self.tracker.log_metrics(metrics, step)
+            selection = selection_metric(self.variant)
+            value = metrics[selection]
+            log.info("%s step %d: %s", self.variant.name, step, metrics)
+            best = self.progress
+            if value > best.best_value or not (self.best_dir / "meta.json").exists():
+                best.best_value, best.best_metrics = value, {**metrics, "step": step}
+                meta = self.meta(step, best.best_metrics, {"selection": selection})
+                save_checkpoint(self.best_dir, self.model, meta)
+        self.save_resume(step)
+
+    def stop(self, step: int, signum: int) -> None:
+        """Save the resume point and leave with :data:`EXIT_INTERRUPTED`."""
+        self.save_resume(step)
+        print(
+            f"interrupted by signal {signum} at step {step}; saved {self.last_dir}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise Interrupted(step, self.last_dir)
+
+    def finish(self) -> None:
+        """Publish the best checkpoint as the variant's outputs and record it."""
+        if not self.runtime.main:
+            return
+        _publish(self.best_dir, self.out_dir)
+        if self.tracker is None:
+            return
+        best = self.progress.best_metrics
+        self.tracker.log_metrics(
+            {f"best/{k.removeprefix('val/')}": v for k, v in best.items() if k != "step"},
+            self.total_steps,
+        )
+        checkpoint = (self.out_dir / "model.safetensors").resolve()
+        self.tracker.set_tags({"tdpcr.checkpoint": str(checkpoint)})
+        self.tracker.log_artifact(self.out_dir / "meta.json", "checkpoint")
+
+    def loop(self, train_loader, val_loader, show_progress: bool) -> None:
+        """Optimizer steps until ``total_steps``, validating every ``val_every`` steps."""
+        step, samples, started = self.progress.step, 0, time.perf_counter()
+        batch_size = int(self.train["batch_size"])
+        bar = tqdm(
+            total=self.total_steps,
+            initial=step,
+            desc=self.variant.name,
+            unit="step",
+            disable=not (show_progress and self.runtime.main),
+            mininterval=2.0,
+        )
+        with _StopFlag() as stop, bar:
+            self.model.train()
+            while step < self.total_steps:
+                for batch in train_loader:
+                    loss, parts = self.step(self.runtime.to_device(batch), step)
+                    step += 1
+                    self.progress.step = step
+                    samples += batch_size * self.runtime.world
+                    rate = samples / max(time.perf_counter() - started, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", samples_s=f"{rate:.1f}")
+                    self.log_step(step, loss, parts, rate)
+                    if step % self.train["val_every"] == 0 or step == self.total_steps:
+                        self.validate_and_save(step, val_loader)
+                    if stop.signal is not None:
+                        bar.close()
+                        self.stop(step, stop.signal)
+                    if step >= self.total_steps:
+                        break
+
+    def step(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        """One optimizer step on ``batch``."""
+        with autocast(self.runtime.cuda):
+            out = forward(self.model, self.variant, batch)
+        loss, parts = compute_loss(self.variant, out, batch, self.train)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"{self.variant.name}: loss became {float(loss)} at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss, parts
+
+
 def train_variant(
     config: dict,
     variant_name: str,
@@ -288,236 +479,35 @@ def train_variant(
     runtime = setup_runtime(threads, force_cpu=force_cpu)
     out_dir, store = Path(out_dir), Path(store)
     out_dir.mkdir(parents=True, exist_ok=True)
-    last_dir, best_dir = out_dir / "last", out_dir / "best"
-    seed = int(train["seed"])
     total_steps = int(train["steps"][variant.steps_key])
     digest = config_hash(config, variant)
 
+    seed = int(train["seed"])
     torch.manual_seed(seed)
     np.random.seed(seed)
-    num_classes = len(CLASS_NAMES)
-    model, kwargs = build_model(variant, config, init_dir, num_classes)
+    model, kwargs = build_model(variant, config, init_dir, len(CLASS_NAMES))
     if variant.model == "tdpcr":
         set_trainable(model, variant.strategy)
     model.to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=float(train["lr"]), weight_decay=float(train["weight_decay"])
+    optimizer, scheduler = make_optimizer(model, train, total_steps)
+    run = _Run(
+        config, variant, runtime, out_dir, model, kwargs, optimizer, scheduler, digest,
+        total_steps, tracker,
+    )  # fmt: skip
+    run.progress = resume(
+        run.last_dir, digest, ModelSpec(variant.model, kwargs), model, optimizer, scheduler
     )
-    warmup = max(1, int(0.05 * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            min(1.0, (step + 1) / warmup)
-            * 0.5
-            * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-        ),
-    )
-
-    start_step, best_value, best_metrics = 0, -math.inf, {}
-    if (last_dir / "meta.json").is_file():
-        previous = read_meta(last_dir)
-        if previous.extra.get("config_hash") != digest:
-            log.warning("%s was saved with another config; starting over", last_dir)
-            shutil.rmtree(last_dir)
-        else:
-            check_compatible(previous, variant.model, kwargs, last_dir)
-            load_model_state(last_dir, model)
-            load_training_state(last_dir, optimizer, scheduler)
-            start_step = previous.step
-            best_value = previous.extra.get("best_value", -math.inf)
-            best_metrics = previous.extra.get("best_metrics", {})
-            print(f"resumed from step {start_step} ({last_dir})", flush=True)
-
     if runtime.world > 1:
         device_ids = [runtime.device.index] if runtime.cuda else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        run.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    from tdpcr.data.store import open_store
-
-    store_ds = open_store(store)
-    missing = [p for p in variant.pieces if p not in store_ds]
-    if missing:
-        raise InputDataError(f"{store}: variant {variant.name} needs {missing[0]!r}, absent")
-    pieces = [p for p in (*variant.pieces, "cloudmask") if p in store_ds]
-    batch_size = int(train["batch_size"])
-    n_train = int((store_ds["split"].values == "train").sum())
-    if n_train < batch_size * runtime.world:
-        raise InputDataError(
-            f"{store}: {n_train} training patches, fewer than one batch of {batch_size}"
-        )
-    sampler = ResumableSampler(n_train, batch_size, seed, runtime.rank, runtime.world)
-    cache_mb = float(train.get("cache_mb", 0))
-    train_loader = make_loader(
-        store,
-        "train",
-        batch_size=batch_size,
-        train=True,
-        crop=int(train["crop"]),
-        workers=runtime.loader_workers,
-        seed=seed,
-        pieces=pieces,
-        sampler=sampler,
-        cache_mb=cache_mb,
-    )
-    val_loader = make_loader(
-        store,
-        "val",
-        batch_size=int(train["val_batch_size"]),
-        train=False,
-        workers=0,
-        pieces=pieces,
-        cache_mb=cache_mb,
-    )
-    sampler.start_at(start_step)
-
-    meta_common = {
-        "model_name": variant.model,
-        "model_kwargs": json.loads(json.dumps(kwargs)),
-        "variant": variant.name,
-        "config": config,
-    }
-    tags = {
-        "tdpcr.variant": variant.name,
-        "tdpcr.phase": str(variant.phase),
-        "tdpcr.model": variant.model,
-        "tdpcr.dataset": config["dataset"],
-        "tdpcr.config_hash": digest,
-    }
-    if tracker is not None and runtime.main:
-        from tdpcr.tracking import flatten, git_commit
-
-        tags["tdpcr.git_commit"] = git_commit()
-        family = variant.name.removesuffix("-cr").removesuffix("-full")
-        if variant.name == "tdpcr-fpft":
-            family = "tdpcr"
-        parent = tracker.parent_run(family, digest_of_family(config, family), tags)
-        run_context = tracker.run(
-            variant.name, params=flatten(config), tags=tags, parent_run_id=parent
-        )
-    else:
-        from contextlib import nullcontext
-
-        run_context = nullcontext()
-
-    def save_resume(step: int) -> None:
-        if not runtime.main:
-            return
-        meta = CheckpointMeta(
-            **meta_common,
-            step=step,
-            metrics=best_metrics,
-            extra={"config_hash": digest, "best_value": best_value, "best_metrics": best_metrics},
-        )
-        save_checkpoint(last_dir, model, meta, optimizer, scheduler)
-
-    samples = 0
-    started = time.perf_counter()
-    bar = tqdm(
-        total=total_steps,
-        initial=start_step,
-        desc=variant.name,
-        unit="step",
-        disable=not (progress and runtime.main),
-        mininterval=2.0,
-    )
-    with run_context, _StopFlag() as stop:
-        step = start_step
-        model.train()
-        while step < total_steps:
-            for batch in train_loader:
-                batch = _to_device(batch, runtime)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runtime.cuda):
-                    out = _forward(model, variant, batch)
-                loss, parts = _loss(variant, out, batch, train)
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"{variant.name}: loss became {float(loss)} at step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                samples += batch_size * runtime.world
-                rate = samples / max(time.perf_counter() - started, 1e-9)
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}", samples_s=f"{rate:.1f}")
-                if tracker is not None and runtime.main and step % train["log_every"] == 0:
-                    tracker.log_metrics(
-                        {
-                            "train/loss": float(loss.detach()),
-                            "train/samples_per_s": rate,
-                            "train/lr": scheduler.get_last_lr()[0],
-                            **{f"train/{k}": v for k, v in parts.items()},
-                        },
-                        step,
-                    )
-                if step % train["val_every"] == 0 or step == total_steps:
-                    if runtime.main:
-                        metrics = validate(
-                            model, variant, val_loader, runtime, train.get("val_max_batches")
-                        )
-                        if tracker is not None:
-                            tracker.log_metrics(metrics, step)
-                        value = metrics[selection_metric(variant)]
-                        log.info("%s step %d: %s", variant.name, step, metrics)
-                        if value > best_value or not (best_dir / "meta.json").exists():
-                            best_value, best_metrics = value, {**metrics, "step": step}
-                            save_checkpoint(
-                                best_dir,
-                                model,
-                                CheckpointMeta(
-                                    **meta_common,
-                                    step=step,
-                                    metrics=best_metrics,
-                                    extra={
-                                        "config_hash": digest,
-                                        "selection": selection_metric(variant),
-                                    },
-                                ),
-                            )
-                    save_resume(step)
-                if stop.signal is not None:
-                    save_resume(step)
-                    bar.close()
-                    print(
-                        f"interrupted by signal {stop.signal} at step {step}; saved {last_dir}; "
-                        "run the same command again to resume",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    raise Interrupted(step, last_dir)
-                if step >= total_steps:
-                    break
-        bar.close()
-        if runtime.main:
-            _publish(best_dir, out_dir)
-            if tracker is not None:
-                tracker.log_metrics(
-                    {
-                        f"best/{k.removeprefix('val/')}": v
-                        for k, v in best_metrics.items()
-                        if k != "step"
-                    },
-                    total_steps,
-                )
-                tracker.set_tags(
-                    {"tdpcr.checkpoint": str((out_dir / "model.safetensors").resolve())}
-                )
-                tracker.log_artifact(out_dir / "meta.json", "checkpoint")
+    train_loader, val_loader, sampler = make_loaders(store, variant, train, runtime)
+    sampler.start_at(run.progress.step)
+    with run.tracking_context():
+        run.loop(train_loader, val_loader, progress)
+        run.finish()
     if runtime.world > 1:
         dist.barrier()
-    return best_metrics
-
-
-def digest_of_family(config: dict, family: str) -> str:
-    """Hash tying a family's parent MLflow run to one config (model size, data, training)."""
-    relevant = {
-        "family": family,
-        "models": config["models"],
-        "train": config["train"],
-        "dataset": config["datasets"][config["dataset"]],
-        "name": config["name"],
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    return run.progress.best_metrics

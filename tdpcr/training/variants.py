@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tdpcr.errors import ConfigError
+from tdpcr.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -66,32 +66,46 @@ class Variant:
 
 
 def _tdpcr_pair(prefix: str, mode: str, label: str) -> list[Variant]:
+    """Phase 1 (cloud removal) and phase 2 (PEFT from phase 1) of one PGF configuration."""
     return [
         Variant(
-            f"{prefix}-cr",
-            "tdpcr",
-            1,
-            True,
-            False,
-            "reconstruction",
-            None,
-            mode,
+            name=f"{prefix}-cr",
+            model="tdpcr",
+            phase=1,
+            reconstruction=True,
+            segmentation=False,
+            strategy="reconstruction",
+            pgf_mode=mode,
             steps_key="phase1",
             description=f"TDP-CR {label}, phase 1 (cloud removal)",
         ),
         Variant(
-            f"{prefix}-full",
-            "tdpcr",
-            2,
-            True,
-            True,
-            "peft",
-            f"{prefix}-cr",
-            mode,
+            name=f"{prefix}-full",
+            model="tdpcr",
+            phase=2,
+            reconstruction=True,
+            segmentation=True,
+            strategy="peft",
+            init_from=f"{prefix}-cr",
+            pgf_mode=mode,
             steps_key="phase2",
             description=f"TDP-CR {label}, phase 1 + PEFT",
         ),
     ]
+
+
+def _segformer(name: str, seg_input: str, label: str) -> Variant:
+    """A Direct-protocol segmenter trained from scratch on one store piece."""
+    return Variant(
+        name=name,
+        model="segformer",
+        phase=0,
+        reconstruction=False,
+        segmentation=True,
+        seg_input=seg_input,
+        steps_key="segformer",
+        description=f"SegFormer on {label}",
+    )
 
 
 VARIANTS: dict[str, Variant] = {
@@ -101,68 +115,38 @@ VARIANTS: dict[str, Variant] = {
         *_tdpcr_pair("tdpcr-global", "global", "PGF global only"),
         *_tdpcr_pair("tdpcr-local", "local", "PGF local only"),
         Variant(
-            "tdpcr-joint",
-            "tdpcr",
-            0,
-            True,
-            True,
-            "fpft",
-            None,
-            "both",
+            name="tdpcr-joint",
+            model="tdpcr",
+            phase=0,
+            reconstruction=True,
+            segmentation=True,
+            strategy="fpft",
             steps_key="joint",
             description="TDP-CR joint training from scratch",
         ),
         Variant(
-            "tdpcr-fpft",
-            "tdpcr",
-            2,
-            True,
-            True,
-            "fpft",
-            "tdpcr-cr",
-            "both",
+            name="tdpcr-fpft",
+            model="tdpcr",
+            phase=2,
+            reconstruction=True,
+            segmentation=True,
+            strategy="fpft",
+            init_from="tdpcr-cr",
             steps_key="phase2",
             description="TDP-CR phase 1 + full-parameter fine-tuning",
         ),
         Variant(
-            "dsen2cr",
-            "dsen2cr",
-            0,
-            True,
-            False,
+            name="dsen2cr",
+            model="dsen2cr",
+            phase=0,
+            reconstruction=True,
+            segmentation=False,
             steps_key="baseline",
             description="DSen2-CR (SAR-optical cloud removal baseline)",
         ),
-        Variant(
-            "segformer-clear",
-            "segformer",
-            0,
-            False,
-            True,
-            seg_input="s2_clear",
-            steps_key="segformer",
-            description="SegFormer on cloud-free optical",
-        ),
-        Variant(
-            "segformer-cloudy",
-            "segformer",
-            0,
-            False,
-            True,
-            seg_input="s2_cloudy",
-            steps_key="segformer",
-            description="SegFormer on cloudy optical",
-        ),
-        Variant(
-            "segformer-sar",
-            "segformer",
-            0,
-            False,
-            True,
-            seg_input="s1",
-            steps_key="segformer",
-            description="SegFormer on SAR",
-        ),
+        _segformer("segformer-clear", "s2_clear", "cloud-free optical"),
+        _segformer("segformer-cloudy", "s2_cloudy", "cloudy optical"),
+        _segformer("segformer-sar", "s1", "SAR"),
     ]
 }
 

@@ -13,8 +13,8 @@ rule bench_tiling:
     output:
         "results/bench/tiling.json",
     params:
-        size=config.get("bench", {}).get("tiling_scene_size", 5490),
-        seed=config.get("bench", {}).get("seed", 0),
+        size=config["bench"]["tiling_scene_size"],
+        seed=config["bench"]["seed"],
     threads: 2
     resources:
         mem_mb=8000,

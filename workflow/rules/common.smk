@@ -4,13 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from tdpcr.config import validate_config
-from tdpcr.errors import ConfigError
+from tdpcr.core.config import validate_config
+from tdpcr.core.errors import ConfigError
 from tdpcr.training.variants import VARIANTS
 
-# The schema ships inside the package, so `tdpcr check-config` and this workflow agree.
-# tdpcr's check runs first for a one-line message naming the offending key; snakemake's
-# validate then applies the schema's defaults.
+# The schema ships inside the package and carries every default: tdpcr's validator fills them
+# in (the same one `tdpcr` commands use), so rules read config[...] and keep no defaults of
+# their own; a bad key stops the workflow with one line naming it.
 try:
     validate_config(config, "config")
 except ConfigError as err:
@@ -59,7 +59,7 @@ def config_digest(*sections):
     import hashlib
     import json
 
-    chosen = {key: config.get(key) for key in sections}
+    chosen = {key: config[key] for key in sections}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 BENCHMARKS = "results/benchmarks"
 
@@ -67,6 +67,13 @@ BENCHMARKS = "results/benchmarks"
 def dataset_entry(dataset):
     """The `datasets` entry of a dataset wildcard."""
     return config["datasets"][dataset]
+
+
+#: Where `tdpcr synth` writes: the root of the first `datasets` entry whose source is
+#: synthetic (None without one); the predicted scenes are taken from it.
+SYNTHETIC_ROOT = next(
+    (d["root"] for d in config["datasets"].values() if d["source"] == "synthetic"), None
+)
 
 
 def tile_store(dataset):
@@ -87,11 +94,11 @@ def tiling_options(wildcards):
         f"--shard-patches {tiling['shard_patches']}",
         f"--split-seed {tiling['split_seed']}",
     ]
-    if tiling.get("stride"):
+    if tiling["stride"]:
         options.append(f"--stride {tiling['stride']}")
-    if tiling.get("split_from"):
+    if tiling["split_from"]:
         options.append(f"--split-from {tiling['split_from']}")
-    if tiling.get("skip_incomplete"):
+    if tiling["skip_incomplete"]:
         options.append("--skip-incomplete")
     return " ".join(options)
 
@@ -108,7 +115,7 @@ def init_checkpoint(wildcards):
 
 def train_launcher(wildcards):
     """`torchrun` for several GPUs per training job, nothing for one."""
-    gpus = config["train"].get("gpus_per_job", 1)
+    gpus = config["train"]["gpus_per_job"]
     if gpus > 1:
         return f"torchrun --standalone --nproc_per_node={gpus} --no-python"
     return ""
@@ -123,7 +130,7 @@ def model_outputs(variants):
 import re
 
 from tdpcr.evaluation.methods import METHODS, figure_variants
-from tdpcr.evaluation.tables import table_methods
+from tdpcr.evaluation.tables import TABLES, table_methods
 
 #: Every evaluable method (the `evaluate` rule's wildcard; names contain `+`, hence the escape).
 METHOD_NAMES = list(METHODS)
@@ -140,9 +147,25 @@ def eval_gpus(wildcards):
     return 1 if METHODS[wildcards.method].variants else 0
 
 
-def table_evals(table):
-    """Evaluation JSONs a table is built from (nothing else: no extra training is triggered)."""
-    return [f"results/eval/{method}.json" for method in table_methods(table)]
+#: The paper's tables (the `table` rule's wildcard).
+TABLE_NAMES = list(TABLES)
+
+
+def table_inputs(wildcards):
+    """Evaluation JSONs a table is built from (nothing else: no extra training is triggered),
+    and the complexity report for a table with complexity columns."""
+    inputs = {"evals": [f"results/eval/{m}.json" for m in table_methods(wildcards.table)]}
+    if TABLES[wildcards.table].extra:
+        inputs["complexity"] = "results/complexity.csv"
+    return inputs
+
+
+def table_options(wildcards, input):
+    """`tdpcr table` arguments for the inputs of `table_inputs`."""
+    options = "--evals " + " ".join(f"'{path}'" for path in input.evals)
+    if "complexity" in input.keys():
+        options += f" --complexity {input.complexity}"
+    return options
 
 
 #: The paper's figures (rule `figures`) and the training curves (rule `training_curves`).
@@ -156,6 +179,4 @@ FIGURES = {
 
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
-    return [f"results/{table}.csv" for table in ("table1", "table2", "table3")] + list(
-        FIGURES.values()
-    )
+    return [f"results/{table}.csv" for table in TABLE_NAMES] + list(FIGURES.values())

@@ -1,22 +1,25 @@
 # Data stage: synthetic scenes (embedded default) and tiling of any source into a Zarr store.
 
 
-rule synthetic_scenes:
-    output:
-        directory(config["datasets"].get("synthetic", {}).get("root", "results/synthetic")),
-    params:
-        scenes=config["synthetic"]["scenes"],
-        size=config["synthetic"]["size"],
-        seed=config["synthetic"]["seed"],
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/synthetic_scenes.log",
-    benchmark:
-        f"{BENCHMARKS}/synthetic_scenes.tsv"
-    shell:
-        "tdpcr synth --out {output} --scenes {params.scenes} --size {params.size}"
-        " --seed {params.seed} > {log} 2>&1"
+# Only with a synthetic dataset configured (config/paper.yaml has none).
+if SYNTHETIC_ROOT:
+
+    rule synthetic_scenes:
+        output:
+            directory(SYNTHETIC_ROOT),
+        params:
+            scenes=config["synthetic"]["scenes"],
+            size=config["synthetic"]["size"],
+            seed=config["synthetic"]["seed"],
+        conda:
+            "../../envs/tdpcr.yaml"
+        log:
+            f"{LOGS}/synthetic_scenes.log",
+        benchmark:
+            f"{BENCHMARKS}/synthetic_scenes.tsv"
+        shell:
+            "tdpcr synth --out {output} --scenes {params.scenes} --size {params.size}"
+            " --seed {params.seed} > {log} 2>&1"
 
 
 rule tile:

@@ -17,8 +17,8 @@ rule evaluate:
     threads: config["train"]["threads"]
     resources:
         gpu=eval_gpus,
-        runtime=config["train"].get("runtime_minutes", 60),
-        mem_mb=config["train"].get("mem_mb", 8000),
+        runtime=config["train"]["runtime_minutes"],
+        mem_mb=config["train"]["mem_mb"],
     conda:
         "../../envs/tdpcr.yaml"
     log:
@@ -31,45 +31,21 @@ rule evaluate:
         " --threads {threads} > {log:q} 2>&1"
 
 
-rule table1:
+rule table:
     input:
-        evals=table_evals("table1"),
-        complexity="results/complexity.csv",
+        unpack(table_inputs),
     output:
-        report("results/table1.csv", caption="../report/table1.rst", category="Tables"),
+        report("results/{table}.csv", caption="../report/tables.rst", category="Tables"),
+    params:
+        options=table_options,
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
     conda:
         "../../envs/tdpcr.yaml"
     log:
-        f"{LOGS}/table1.log",
+        f"{LOGS}/{{table}}.log",
     shell:
-        "tdpcr table table1 --evals {input.evals:q} --complexity {input.complexity}"
-        " --out {output} > {log} 2>&1"
-
-
-rule table2:
-    input:
-        evals=table_evals("table2"),
-    output:
-        report("results/table2.csv", caption="../report/table2.rst", category="Tables"),
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/table2.log",
-    shell:
-        "tdpcr table table2 --evals {input.evals:q} --out {output} > {log} 2>&1"
-
-
-rule table3:
-    input:
-        evals=table_evals("table3"),
-    output:
-        report("results/table3.csv", caption="../report/table3.rst", category="Tables"),
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/table3.log",
-    shell:
-        "tdpcr table table3 --evals {input.evals:q} --out {output} > {log} 2>&1"
+        "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
 
 
 rule figures:
@@ -86,7 +62,7 @@ rule figures:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
-        mem_mb=config["train"].get("mem_mb", 8000),
+        mem_mb=config["train"]["mem_mb"],
     conda:
         "../../envs/tdpcr.yaml"
     log:

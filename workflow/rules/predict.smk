@@ -1,18 +1,8 @@
 # Prediction stage: whole scenes through a trained checkpoint -> Cloud-Optimized GeoTIFFs,
 # and the prediction benchmark (results/bench/predict.json, part of `snakemake bench`).
 
-#: The `predict` config section with the schema's defaults (the whole section is optional).
-PREDICT = {
-    "scenes": ["scene00"],
-    "checkpoint_variant": "tdpcr-full",
-    "window": 256,
-    "overlap": 64,
-    "batch_size": 4,
-    "bench_scene_size": 5490,
-    **config.get("predict", {}),
-}
-#: Folder of the synthetic scenes (the `synthetic_scenes` rule's output).
-SYNTHETIC_ROOT = config["datasets"].get("synthetic", {}).get("root", "results/synthetic")
+#: The `predict` config section (the schema fills in its defaults).
+PREDICT = config["predict"]
 
 _predict_variant = VARIANTS.get(PREDICT["checkpoint_variant"])
 if _predict_variant is None or _predict_variant.model == "segformer":
@@ -25,46 +15,51 @@ if _predict_variant is None or _predict_variant.model == "segformer":
 PREDICT_FILES = ["cloudfree.tif"] + (["landcover.tif"] if _predict_variant.segmentation else [])
 
 
-#: Outputs of the configured scenes (in `all` only when the config has a `predict` section).
+if PREDICT["scenes"] and not SYNTHETIC_ROOT:
+    sys.exit(
+        "tdpcr: error: config key 'predict.scenes' lists scenes, but no `datasets` entry has "
+        "source synthetic to take them from"
+    )
+#: Outputs of the configured scenes (part of `all`).
 PREDICTION_OUTPUTS = [
-    f"results/predictions/{scene}/{name}"
-    for scene in (PREDICT["scenes"] if "predict" in config else [])
-    for name in PREDICT_FILES
+    f"results/predictions/{scene}/{name}" for scene in PREDICT["scenes"] for name in PREDICT_FILES
 ]
 
 
-rule predict:
-    input:
-        scenes=SYNTHETIC_ROOT,
-        meta=f"results/models/{PREDICT['checkpoint_variant']}/meta.json",
-        weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
-    output:
-        [f"results/predictions/{{scene}}/{name}" for name in PREDICT_FILES],
-    params:
-        optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
-        sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
-        checkpoint=lambda wildcards, input: Path(input.meta).parent,
-        out=lambda wildcards: f"results/predictions/{wildcards.scene}",
-        window=PREDICT["window"],
-        overlap=PREDICT["overlap"],
-        batch_size=PREDICT["batch_size"],
-    wildcard_constraints:
-        scene="[A-Za-z0-9_.-]+",
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/predict_{{scene}}.log",
-    benchmark:
-        f"{BENCHMARKS}/predict_{{scene}}.tsv"
-    shell:
-        "tdpcr predict --optical {params.optical} --sar {params.sar}"
-        " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
-        " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
-        " --quiet > {log} 2>&1"
+if SYNTHETIC_ROOT:
+
+    rule predict:
+        input:
+            scenes=SYNTHETIC_ROOT,
+            meta=f"results/models/{PREDICT['checkpoint_variant']}/meta.json",
+            weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
+        output:
+            [f"results/predictions/{{scene}}/{name}" for name in PREDICT_FILES],
+        params:
+            optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
+            sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
+            checkpoint=lambda wildcards, input: Path(input.meta).parent,
+            out=lambda wildcards: f"results/predictions/{wildcards.scene}",
+            window=PREDICT["window"],
+            overlap=PREDICT["overlap"],
+            batch_size=PREDICT["batch_size"],
+        wildcard_constraints:
+            scene="[A-Za-z0-9_.-]+",
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        conda:
+            "../../envs/tdpcr.yaml"
+        log:
+            f"{LOGS}/predict_{{scene}}.log",
+        benchmark:
+            f"{BENCHMARKS}/predict_{{scene}}.tsv"
+        shell:
+            "tdpcr predict --optical {params.optical} --sar {params.sar}"
+            " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
+            " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
+            " --quiet > {log} 2>&1"
 
 
 rule bench_predict:
@@ -74,7 +69,7 @@ rule bench_predict:
         "results/bench/predict.json",
     params:
         size=PREDICT["bench_scene_size"],
-        seed=config.get("bench", {}).get("seed", 0),
+        seed=config["bench"]["seed"],
         window=PREDICT["window"],
         overlap=PREDICT["overlap"],
         batch_size=PREDICT["batch_size"],
@@ -89,7 +84,7 @@ rule bench_predict:
     benchmark:
         f"{BENCHMARKS}/bench_predict.tsv"
     shell:
-        "tdpcr predict-bench --out {output} --size {params.size} --seed {params.seed}"
+        "tdpcr bench predict --out {output} --size {params.size} --seed {params.seed}"
         " --config {input} --workdir results/bench/predict-work --window {params.window}"
         " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
         " > {log} 2>&1"

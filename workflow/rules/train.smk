@@ -33,9 +33,9 @@ rule train:
         variant="|".join(VARIANT_NAMES),
     threads: config["train"]["threads"]
     resources:
-        gpu=config["train"].get("gpus_per_job", 1),
-        runtime=config["train"].get("runtime_minutes", 60),
-        mem_mb=config["train"].get("mem_mb", 8000),
+        gpu=config["train"]["gpus_per_job"],
+        runtime=config["train"]["runtime_minutes"],
+        mem_mb=config["train"]["mem_mb"],
     conda:
         "../../envs/tdpcr.yaml"
     log:

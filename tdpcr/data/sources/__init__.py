@@ -1,41 +1,36 @@
-"""Source layouts that the tiler reads: synthetic scenes, LuojiaSET-OSFCR, SEN12MS-CR, scenes."""
+"""Source layouts that the tiler reads: synthetic scenes, LuojiaSET-OSFCR, SEN12MS-CR, scenes.
+
+:data:`SOURCES` is the one registry of layouts (``{cls.name: cls}``): the ``tdpcr tile
+--source`` choices derive from it, and a test checks the config schema's enum against it. To
+add a layout, write a :class:`Source` subclass with a ``name`` and add it here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from tdpcr.core.errors import ConfigError
 from tdpcr.data.sources.base import PatchData, PatchRef, Source, read_patch
-from tdpcr.errors import ConfigError
+from tdpcr.data.sources.luojiaset import LuojiaSetSource
+from tdpcr.data.sources.scenes import SceneSource, SyntheticSource
+from tdpcr.data.sources.sen12mscr import Sen12MSCRSource
 
-SOURCE_KINDS: tuple[str, ...] = ("synthetic", "luojiaset", "sen12mscr", "scenes")
+#: Every source layout by name.
+SOURCES: dict[str, type[Source]] = {
+    cls.name: cls for cls in (SyntheticSource, LuojiaSetSource, Sen12MSCRSource, SceneSource)
+}
 
-__all__ = ["SOURCE_KINDS", "PatchData", "PatchRef", "Source", "make_source", "read_patch"]
+__all__ = ["SOURCES", "PatchData", "PatchRef", "Source", "make_source", "read_patch"]
 
 
-def make_source(
-    kind: str,
-    root: Path,
-    *,
-    patch_size: int = 256,
-    stride: int | None = None,
-    skip_incomplete: bool = False,
-) -> Source:
+def make_source(kind: str, root: Path, **options: Any) -> Source:
     """Build the reader for ``kind`` over ``root``.
 
-    ``patch_size`` and ``stride`` apply to scene sources (synthetic, scenes); patch datasets
+    Options (``patch_size``, ``stride``, ``skip_incomplete``) are the same for every source;
+    ``patch_size`` and ``stride`` apply to scene sources (synthetic, scenes), patch datasets
     (LuojiaSET-OSFCR, SEN12MS-CR) keep their own 256x256 patches.
     """
-    if kind in ("synthetic", "scenes"):
-        from tdpcr.data.sources.scenes import SceneSource, SyntheticSource
-
-        cls = SyntheticSource if kind == "synthetic" else SceneSource
-        return cls(root, patch_size=patch_size, stride=stride, skip_incomplete=skip_incomplete)
-    if kind == "luojiaset":
-        from tdpcr.data.sources.luojiaset import LuojiaSetSource
-
-        return LuojiaSetSource(root, skip_incomplete=skip_incomplete)
-    if kind == "sen12mscr":
-        from tdpcr.data.sources.sen12mscr import Sen12MSCRSource
-
-        return Sen12MSCRSource(root, skip_incomplete=skip_incomplete)
-    raise ConfigError(f"source: unknown kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
+    if kind not in SOURCES:
+        raise ConfigError(f"source: unknown kind {kind!r}; expected one of {', '.join(SOURCES)}")
+    return SOURCES[kind](Path(root), **options)

@@ -8,28 +8,19 @@ grid checks the same way for all of them.
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from rasterio.windows import Window
 
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import OPTICAL_PIECES, PIECES
 from tdpcr.data.rasters import Grid, read_raster
-from tdpcr.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
-#: Band count, dtype in the store, and a human name of each piece.
-PIECE_SPECS: dict[str, tuple[int, str, str]] = {
-    "s2_cloudy": (13, "uint16", "cloudy Sentinel-2 L1C (13 bands)"),
-    "s2_clear": (13, "uint16", "cloud-free Sentinel-2 L1C (13 bands)"),
-    "s1": (2, "float32", "Sentinel-1 VV/VH dB (2 bands)"),
-    "landcover": (1, "uint8", "land-cover map (1 band)"),
-    "cloudmask": (1, "uint8", "cloud mask (1 band)"),
-}
-#: The piece whose grid every other piece is checked against.
-REFERENCE_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear")
 #: Largest tolerated misregistration between pieces, in reference pixels.
 MAX_SUBPIXEL_SHIFT = 1.0
 
@@ -68,30 +59,52 @@ class PatchData:
     cloud_bin: str | None = None
 
 
-class Source(ABC):
+class Source:
     """A dataset layout on disk.
 
-    Subclasses find files in ``__init__`` and list them in :meth:`patches`. ``pieces`` names what
-    the source can hold; a piece in ``pieces`` that is missing for some patch is filled with the
-    piece's no-data value by the tiler, a piece not in ``pieces`` is absent from the store.
+    Subclasses find their files in ``__init__`` and hand the patches to :meth:`_set_patches`.
+    ``pieces`` names what the source can hold; a piece in ``pieces`` that is missing for some
+    patch is filled with the piece's no-data value by the tiler, a piece not in ``pieces`` is
+    absent from the store. Every source takes the same options (:func:`make_source`), so the
+    command line and the workflow build any of them the same way; ``patch_size`` and ``stride``
+    only matter to scene sources (patch datasets keep their own 256 x 256 patches).
     """
 
-    #: layout name written to the store's attributes
-    name: str = ""
+    #: layout name: the ``--source`` choice, the config's ``datasets.*.source`` and the store's
+    #: ``source_layout`` attribute
+    name: ClassVar[str] = ""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        patch_size: int = 256,
+        stride: int | None = None,
+        skip_incomplete: bool = False,
+    ) -> None:
         self.root = Path(root)
+        self.patch_size = patch_size
+        self.stride = stride or patch_size
+        self.skip_incomplete = skip_incomplete
+        self._refs: list[PatchRef] = []
+        self._pieces: tuple[str, ...] = ()
         if not self.root.is_dir():
             raise InputDataError(f"{self.root}: source folder not found")
 
-    @property
-    @abstractmethod
-    def pieces(self) -> tuple[str, ...]:
-        """Pieces present for at least one patch, in :data:`tdpcr.constants.PIECES` order."""
+    def _set_patches(self, refs: list[PatchRef]) -> None:
+        """Keep the patches found (sorted by id) and the pieces any of them has."""
+        self._refs = sorted(refs, key=lambda ref: ref.patch_id)
+        present = {piece for ref in self._refs for piece in ref.files}
+        self._pieces = tuple(p for p in PIECES if p in present)
 
-    @abstractmethod
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """Pieces present for at least one patch, in :data:`tdpcr.core.specs.PIECES` order."""
+        return self._pieces
+
     def patches(self) -> list[PatchRef]:
         """Every patch, sorted by id, each with at least S2 (cloudy or clear)."""
+        return list(self._refs)
 
     def map_labels(self, landcover: np.ndarray) -> np.ndarray:
         """Map the source's label values onto the project's classes (0..6, 255 = no label)."""
@@ -117,7 +130,7 @@ def read_patch(ref: PatchRef) -> PatchData:
     Raises:
         InputDataError: naming the file and what was expected.
     """
-    reference_piece = next((p for p in REFERENCE_PIECES if p in ref.files), None)
+    reference_piece = next((p for p in OPTICAL_PIECES if p in ref.files), None)
     if reference_piece is None:
         raise InputDataError(
             f"{ref.patch_id}: no Sentinel-2 file found (expected s2_cloudy or s2_clear)"
@@ -125,7 +138,8 @@ def read_patch(ref: PatchRef) -> PatchData:
     arrays: dict[str, np.ndarray] = {}
     grids: dict[str, Grid] = {}
     for piece, path in ref.files.items():
-        bands, dtype, what = PIECE_SPECS[piece]
+        spec = PIECES[piece]
+        bands, what = spec.band_count, spec.description
         indexes = ref.band_indexes.get(piece)
         data, grid = read_raster(
             path, bands=None if indexes else bands, window=ref.window, what=what

@@ -8,7 +8,7 @@ Layout (see ``docs/data-formats.md``)::
     root/<bin>/land_cover_maps/ROIs_<roi>_s2_p<N>.tif            -> landcover (optional)
     root/<bin>/cloud_detection_results/ROIs_<roi>_s2_cloudy_p<N>.tif -> cloudmask (optional)
 
-with ``<bin>`` one of :data:`tdpcr.constants.CLOUD_BINS`. ``root`` may also be the folder that
+with ``<bin>`` one of :data:`tdpcr.core.specs.CLOUD_BINS`. ``root`` may also be the folder that
 holds a single ``LuojiaSET-OSFCR/`` directory (the upstream repository's layout).
 
 File names differ between the piece folders (the cloud mask has ``_s2_cloudy_`` in its name, the
@@ -35,12 +35,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tdpcr.constants import CLOUD_BINS, IGNORE_INDEX, PIECES, S2_PB04_OFFSET
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import CLOUD_BINS, IGNORE_INDEX, PIECES, S2_PB04_OFFSET
 from tdpcr.data.sources.base import PatchRef, Source
-from tdpcr.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,8 @@ class LuojiaSetSource(Source):
 
     name = "luojiaset"
 
-    def __init__(self, root: Path, skip_incomplete: bool = False) -> None:
-        super().__init__(root)
-        self.skip_incomplete = skip_incomplete
+    def __init__(self, root: Path, **options: Any) -> None:
+        super().__init__(root, **options)
         self.data_root = self._find_data_root(self.root)
         found = self._discover(self.data_root)
         if not found:
@@ -122,8 +122,9 @@ class LuojiaSetSource(Source):
                 f"(s2_cloudy, s2, s1); {_LAYOUT_HINT}"
             )
         ids = _patch_ids(list(complete))
-        self._refs = sorted(
-            (
+        # Every patch carries the PB >= 04.00 offset (1000 DN), removed when it is read.
+        self._set_patches(
+            [
                 PatchRef(
                     patch_id=ids[key],
                     files=files,
@@ -131,20 +132,8 @@ class LuojiaSetSource(Source):
                     s2_offset=S2_PB04_OFFSET,
                 )
                 for key, files in complete.items()
-            ),
-            key=lambda ref: ref.patch_id,
+            ]
         )
-        present = {piece for ref in self._refs for piece in ref.files}
-        self._pieces = tuple(p for p in PIECES if p in present)
-
-    @property
-    def pieces(self) -> tuple[str, ...]:
-        """Cloudy S2, clear S2, S1, and land cover / cloud mask when any patch has them."""
-        return self._pieces
-
-    def patches(self) -> list[PatchRef]:
-        """Every complete patch, sorted by id; ``s2_offset`` is the PB >= 04.00 offset (1000)."""
-        return list(self._refs)
 
     def map_labels(self, landcover: np.ndarray) -> np.ndarray:
         """Keep LuojiaSET values; values above 6 other than 255 are unknown and become 255."""

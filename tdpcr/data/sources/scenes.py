@@ -16,13 +16,14 @@ patch is full size. Patch ids are ``<scene>_r<row>_c<col>``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rasterio.windows import Window
 
-from tdpcr.constants import PIECES
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import PIECES
 from tdpcr.data.rasters import read_grid
 from tdpcr.data.sources.base import PatchRef, Source
-from tdpcr.errors import InputDataError
 
 REQUIRED_PIECES = ("s2_cloudy", "s1")
 
@@ -46,24 +47,16 @@ class SceneSource(Source):
 
     name = "scenes"
 
-    def __init__(
-        self,
-        root: Path,
-        patch_size: int = 256,
-        stride: int | None = None,
-        skip_incomplete: bool = False,
-    ) -> None:
-        super().__init__(root)
-        self.patch_size = patch_size
-        self.stride = stride or patch_size
+    def __init__(self, root: Path, **options: Any) -> None:
+        super().__init__(root, **options)
+        patch_size, skip_incomplete = self.patch_size, self.skip_incomplete
         scene_dirs = sorted(p for p in self.root.iterdir() if (p / "s2_cloudy.tif").exists())
         if not scene_dirs:
             raise InputDataError(
                 f"{self.root}: no scene folders found; expected <scene>/s2_cloudy.tif, "
                 "<scene>/s1.tif and optional s2_clear.tif, landcover.tif, cloudmask.tif"
             )
-        self._refs: list[PatchRef] = []
-        present: set[str] = set()
+        refs: list[PatchRef] = []
         for scene_dir in scene_dirs:
             files = {p: scene_dir / f"{p}.tif" for p in PIECES if (scene_dir / f"{p}.tif").exists()}
             missing = [p for p in REQUIRED_PIECES if p not in files]
@@ -71,7 +64,6 @@ class SceneSource(Source):
                 if skip_incomplete:
                     continue
                 raise InputDataError(f"{scene_dir / (missing[0] + '.tif')}: file not found")
-            present.update(files)
             grid = read_grid(files["s2_cloudy"])
             for piece, path in files.items():
                 other = read_grid(path)
@@ -89,21 +81,14 @@ class SceneSource(Source):
                 )
             for r, row in enumerate(rows):
                 for c, col in enumerate(cols):
-                    self._refs.append(
+                    refs.append(
                         PatchRef(
                             patch_id=f"{scene_dir.name}_r{r}_c{c}",
                             files=files,
                             window=Window(col, row, patch_size, patch_size),
                         )
                     )
-        self._pieces = tuple(p for p in PIECES if p in present)
-
-    @property
-    def pieces(self) -> tuple[str, ...]:
-        return self._pieces
-
-    def patches(self) -> list[PatchRef]:
-        return list(self._refs)
+        self._set_patches(refs)
 
 
 class SyntheticSource(SceneSource):

@@ -36,12 +36,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tdpcr.constants import IGNORE_INDEX, PIECES, SPLITS
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.specs import IGNORE_INDEX, PIECES, SPLITS
 from tdpcr.data.sources.base import PatchRef, Source
-from tdpcr.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,8 @@ class Sen12MSCRSource(Source):
 
     name = "sen12mscr"
 
-    def __init__(self, root: Path, skip_incomplete: bool = False) -> None:
-        super().__init__(root)
-        self.skip_incomplete = skip_incomplete
+    def __init__(self, root: Path, **options: Any) -> None:
+        super().__init__(root, **options)
         self.csv_path: Path | None = None
         self._splits: dict[str, str] = {}
         nested = self._discover_nested()
@@ -184,25 +184,17 @@ class Sen12MSCRSource(Source):
                 f"{_LAYOUT_HINT}"
             )
         self._splits = {pid: s for pid, s in self._splits.items() if pid in complete}
-        self._refs = [
-            PatchRef(
-                patch_id=pid,
-                files=complete[pid],
-                band_indexes={"landcover": (IGBP_BAND,)} if "landcover" in complete[pid] else {},
-            )
-            for pid in sorted(complete)
-        ]
-        present = {piece for ref in self._refs for piece in ref.files}
-        self._pieces = tuple(p for p in PIECES if p in present)
-
-    @property
-    def pieces(self) -> tuple[str, ...]:
-        """Cloudy S2, clear S2, S1, plus land cover when any patch has it; never a cloud mask."""
-        return self._pieces
-
-    def patches(self) -> list[PatchRef]:
-        """Every complete patch, sorted by id."""
-        return list(self._refs)
+        # Land cover, when present, is the IGBP band of the SEN12MS file; never a cloud mask.
+        self._set_patches(
+            [
+                PatchRef(
+                    patch_id=pid,
+                    files=files,
+                    band_indexes={"landcover": (IGBP_BAND,)} if "landcover" in files else {},
+                )
+                for pid, files in complete.items()
+            ]
+        )
 
     def source_splits(self) -> dict[str, str]:
         """Patch id -> ``"train"``/``"val"``/``"test"`` from the flat layout's csv (else empty)."""

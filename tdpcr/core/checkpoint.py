@@ -9,15 +9,17 @@ A checkpoint is a folder::
     rng.safetensors         torch CPU (and CUDA) RNG states (resume checkpoints only)
 
 Folders are written under a temporary name and renamed, so a kill while saving leaves the
-previous checkpoint intact. Loading checks that the checkpoint's architecture (model name and
-constructor kwargs) matches what the caller builds and refuses it otherwise with one line.
+previous checkpoint intact. :func:`load_checkpoint` is the one reader every stage uses
+(training's init and resume, evaluation, prediction): it checks that the checkpoint's
+architecture (model name and constructor kwargs) is what the caller expects and refuses it
+otherwise with one line. Building the module is the models' business
+(:func:`tdpcr.models.create_model_from`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tdpcr import __version__
-from tdpcr.errors import InputDataError
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import atomic_folder
 
 CHECKPOINT_FORMAT = 1
 
@@ -84,29 +87,22 @@ def save_checkpoint(
     scheduler: Any | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (temporary folder, then rename)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(_state_dict_for_saving(model), str(tmp / "model.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(meta.__dict__, indent=2, default=str))
-    if optimizer is not None:
-        tensors, described = _flatten_optimizer(optimizer)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        if scheduler is not None:
-            described["scheduler"] = scheduler.state_dict()
-        (tmp / "optimizer.json").write_text(json.dumps(described))
-        rng = {"torch_cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-        save_file(rng, str(tmp / "rng.safetensors"))
-    old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    return folder
+    with atomic_folder(folder) as tmp:
+        save_file(_state_dict_for_saving(model), str(tmp / "model.safetensors"))
+        (tmp / "meta.json").write_text(json.dumps(meta.__dict__, indent=2, default=str))
+        if optimizer is not None:
+            tensors, described = _flatten_optimizer(optimizer)
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            if scheduler is not None:
+                described["scheduler"] = scheduler.state_dict()
+            (tmp / "optimizer.json").write_text(json.dumps(described))
+            rng = {"torch_cpu": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng.update(
+                    {f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+                )
+            save_file(rng, str(tmp / "rng.safetensors"))
+    return Path(folder)
 
 
 def read_meta(folder: Path) -> CheckpointMeta:
@@ -144,10 +140,58 @@ def check_compatible(meta: CheckpointMeta, model_name: str, model_kwargs: dict, 
             )
 
 
-def load_model_state(folder: Path, model: nn.Module, *, strict: bool = True) -> CheckpointMeta:
-    """Load ``model.safetensors`` into ``model``; return the metadata."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture a caller expects: registry name, constructor kwargs, optional variant."""
+
+    name: str
+    kwargs: Mapping[str, Any]
+    variant: str | None = None
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read from disk: its folder, metadata and weights (CPU tensors)."""
+
+    folder: Path
+    meta: CheckpointMeta
+    state: dict[str, torch.Tensor]
+
+    def load_into(self, model: nn.Module, *, strict: bool = True) -> nn.Module:
+        """Load the weights into ``model`` (unwrapping DDP); one-line error when they do not fit.
+
+        ``strict=False`` allows weights the checkpoint lacks (a head attached later) but still
+        refuses weights the model has no place for.
+        """
+        module = model.module if hasattr(model, "module") else model
+        path = self.folder / "model.safetensors"
+        try:
+            result = module.load_state_dict(self.state, strict=strict)
+        except RuntimeError as err:  # missing / unexpected keys, shape mismatch
+            first = str(err).strip().splitlines()[0]
+            message = f"{path}: weights do not fit meta.json's model ({first})"
+            raise InputDataError(message) from None
+        if not strict and result.unexpected_keys:
+            raise InputDataError(f"{path}: unexpected weights {result.unexpected_keys[:3]}")
+        return model
+
+
+def load_checkpoint(folder: Path, *, expect: ModelSpec | None = None) -> Checkpoint:
+    """Read a checkpoint folder; with ``expect``, refuse one of another architecture.
+
+    Raises:
+        InputDataError: the folder, ``meta.json`` or the weights are missing or unreadable, or
+            the checkpoint's variant, model or constructor kwargs differ from ``expect``
+            (naming the first difference).
+    """
     folder = Path(folder)
     meta = read_meta(folder)
+    if expect is not None:
+        if expect.variant is not None and meta.variant != expect.variant:
+            raise InputDataError(
+                f"{folder}: checkpoint of variant {meta.variant!r}, not {expect.variant!r}"
+            )
+        check_compatible(meta, expect.name, dict(expect.kwargs), folder)
     path = folder / "model.safetensors"
     if not path.is_file():
         raise InputDataError(f"{path}: checkpoint weights missing")
@@ -155,11 +199,7 @@ def load_model_state(folder: Path, model: nn.Module, *, strict: bool = True) -> 
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for truncated files
         raise InputDataError(f"{path}: unreadable weights ({err})") from None
-    module = model.module if hasattr(model, "module") else model
-    result = module.load_state_dict(state, strict=strict)
-    if strict is False and result.unexpected_keys:
-        raise InputDataError(f"{path}: unexpected weights {result.unexpected_keys[:3]}")
-    return meta
+    return Checkpoint(folder, meta, state)
 
 
 def load_training_state(
@@ -167,12 +207,21 @@ def load_training_state(
 ) -> None:
     """Restore optimizer, scheduler and RNG states saved by :func:`save_checkpoint`."""
     folder = Path(folder)
-    tensors = load_file(str(folder / "optimizer.safetensors"))
-    described = json.loads((folder / "optimizer.json").read_text())
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, described))
-    if scheduler is not None and "scheduler" in described:
-        scheduler.load_state_dict(described["scheduler"])
-    rng = load_file(str(folder / "rng.safetensors"))
+    path = folder / "optimizer.safetensors"
+    try:
+        tensors = load_file(str(path))
+        path = folder / "optimizer.json"
+        described = json.loads(path.read_text())
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, described))
+        if scheduler is not None and "scheduler" in described:
+            scheduler.load_state_dict(described["scheduler"])
+        path = folder / "rng.safetensors"
+        rng = load_file(str(path))
+    except Exception as err:  # truncated or foreign files: safetensors / json / torch errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputDataError(
+            f"{path}: unreadable resume state ({first}); delete {folder} to start over"
+        ) from None
     torch.set_rng_state(rng["torch_cpu"])
     if torch.cuda.is_available():
         states = [rng[k] for k in sorted(rng) if k.startswith("torch_cuda_")]

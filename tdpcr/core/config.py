@@ -1,7 +1,15 @@
-"""Loading and validating the workflow configuration (the same schema the Snakefile uses)."""
+"""Loading and validating the workflow configuration (the same schema the Snakefile uses).
+
+The schema (``tdpcr/schemas/config.schema.yaml``) is the one place that holds every key, its
+type and its default: :func:`validate_config` fills in the defaults while it validates, for
+``tdpcr`` commands and for the Snakefile alike, so no rule or module keeps a default of its own.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -9,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from tdpcr.errors import ConfigError
+from tdpcr.core.errors import ConfigError
 
 
 def schema() -> dict[str, Any]:
@@ -23,9 +31,36 @@ def schema_path() -> Path:
     return Path(str(resources.files("tdpcr").joinpath("schemas/config.schema.yaml")))
 
 
+#: The shipped configs (``config/<name>.yaml`` of the repository).
+SHIPPED_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def _with_defaults(cls: type[jsonschema.protocols.Validator]) -> type:
+    """A validator class that also writes each property's schema ``default`` when absent."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, schema_) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema_)
+
+    return jsonschema.validators.extend(cls, {"properties": properties})
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    return _with_defaults(jsonschema.Draft202012Validator)(schema())
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Raise ConfigError naming the first offending key, else return ``config``."""
-    validator = jsonschema.Draft202012Validator(schema())
+    """Fill in the schema's defaults (in place) and validate; return ``config``.
+
+    Raises:
+        ConfigError: naming the first offending key and what was expected.
+    """
+    validator = _validator()
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"{source}: {describe_error(errors[0])}")
@@ -62,3 +97,17 @@ def load_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return validate_config(config, str(path))
+
+
+def shipped_config(name: str) -> dict[str, Any]:
+    """One of the repository's configs (``default`` = config/config.yaml, ``paper``, ``tiny``).
+
+    Benchmarks and tests read model sizes from these instead of keeping copies.
+    """
+    path = SHIPPED_CONFIG_DIR / ("config.yaml" if name == "default" else f"{name}.yaml")
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: shipped config {name!r} not found (it lives in the repository's config/ "
+            "folder: install tdpcr from a clone)"
+        )
+    return load_config(path)

@@ -48,7 +48,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tdpcr.constants import IGNORE_INDEX
+from tdpcr.core.specs import CR_METRICS, IGNORE_INDEX
 
 __all__ = [
     "SSIM_K1",
@@ -74,15 +74,6 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 #: Per-image PSNR cap applied by :class:`ReconstructionMeter` before averaging (dB).
 PSNR_CAP_DB = 100.0
-
-_MEAN_KEYS: tuple[str, ...] = (
-    "psnr",
-    "ssim",
-    "psnr_cloudy",
-    "ssim_cloudy",
-    "psnr_clear",
-    "ssim_clear",
-)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -338,7 +329,7 @@ class ReconstructionMeter:
 
     def reset(self) -> None:
         """Forget every image seen."""
-        self._values: dict[str, list[torch.Tensor]] = {k: [] for k in _MEAN_KEYS}
+        self._values: dict[str, list[torch.Tensor]] = {k: [] for k in CR_METRICS}
         #: Images whose all-pixel PSNR was capped (cloudy / clear values are capped too).
         self.num_capped = 0
         self.images = 0

@@ -1,0 +1,189 @@
+"""The outputs of a prediction: GeoTIFFs written row band by row band, then made COGs.
+
+Rows go to uncompressed tiled GeoTIFFs in the prediction's temporary folder (row bands of any
+height are rewritten in place); each is then copied with GDAL's COG driver (deflate,
+overviews, 512 x 512 blocks). The folder becomes ``--out`` only when everything is written
+(:func:`tdpcr.core.io.atomic_folder`), so a failure leaves nothing there.
+
+Nodata: 0 in ``cloudfree.tif`` (valid pixels are clipped to >= 1 DN so they never read as
+nodata), 255 in ``landcover.tif`` (the project's ignore label), NaN in ``prompt.tif``.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from tdpcr.core.errors import TdpcrError
+from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX, LANDCOVER_COLORS, S2_BANDS, S2_SCALE
+from tdpcr.data.rasters import Grid
+
+#: Every file a prediction folder may hold; an existing --out with anything else is refused.
+OUTPUT_FILES: tuple[str, ...] = ("cloudfree.tif", "landcover.tif", "prompt.tif", "prediction.json")
+#: Nodata of ``cloudfree.tif`` (valid pixels are clipped to >= 1 DN).
+CLOUDFREE_NODATA = 0
+#: Nodata of ``landcover.tif`` (the project's ignore label).
+LANDCOVER_NODATA = IGNORE_INDEX
+#: GDAL block cache for the writes and the COG copies: bounds GDAL's share of the memory.
+GDAL_CACHE_MB = 256
+
+
+def raw_profile(grid: Grid, count: int, dtype: str, nodata: float | None) -> dict[str, Any]:
+    """Uncompressed tiled GeoTIFF: row bands of any height are rewritten in place."""
+    return {
+        "driver": "GTiff",
+        "height": grid.height,
+        "width": grid.width,
+        "count": count,
+        "dtype": dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "interleave": "band",
+        "bigtiff": "if_safer",
+    }
+
+
+def convert_to_cog(raw: Path, final: Path, *, resampling: str, threads: int = 1) -> Path:
+    """Copy a tiled GeoTIFF to a Cloud-Optimized GeoTIFF (deflate, overviews), remove ``raw``.
+
+    Band descriptions, tags, nodata and colour tables carry over (GDAL's CreateCopy).
+    """
+    with rasterio.open(raw) as src:
+        dtype = src.dtypes[0]
+    options = {
+        "compress": "DEFLATE",
+        "predictor": "3" if dtype.startswith("float") else "2",
+        "blocksize": "512",
+        "overview_resampling": resampling,
+        "bigtiff": "IF_SAFER",
+        "num_threads": str(max(1, threads)),
+    }
+    rasterio.shutil.copy(str(raw), str(final), driver="COG", **options)
+    Path(raw).unlink()
+    return final
+
+
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is not a folder or holds files a prediction does not write."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise TdpcrError(f"--out {out}: exists and is not a folder")
+    foreign = sorted(
+        p.name for p in out.iterdir() if p.name not in OUTPUT_FILES and p.suffix != ".xml"
+    )
+    if foreign:
+        raise TdpcrError(
+            f"--out {out}: exists and holds other files ({foreign[0]}, ...); choose a new "
+            "or empty folder"
+        )
+
+
+class SceneWriter:
+    """The raw output GeoTIFFs of one scene, open for windowed writes of blended values.
+
+    ``values`` handed to :meth:`write` stack the channels the model produced: the
+    ``image_bands`` reflectance bands, then ``classes`` class scores (land cover = their argmax),
+    then ``prompt_channels`` prompt channels; zero counts mean no such output.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        grid: Grid,
+        *,
+        image_bands: int,
+        classes: int = 0,
+        prompt_channels: int = 0,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.folder, self.grid = Path(folder), grid
+        self.image_bands, self.classes, self.prompt_channels = image_bands, classes, prompt_channels
+        self.nodata_pixels = 0
+        self.raw: dict[str, Path] = {"cloudfree": self.folder / ".cloudfree.raw.tif"}
+        if classes:
+            self.raw["landcover"] = self.folder / ".landcover.raw.tif"
+        if prompt_channels:
+            self.raw["prompt"] = self.folder / ".prompt.raw.tif"
+        self._stack = ExitStack()
+        self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+        self.dst = {name: self._open(name, dict(tags or {})) for name in self.raw}
+
+    def _open(self, name: str, tags: dict[str, str]) -> Any:
+        grid = self.grid
+        if name == "cloudfree":
+            profile = raw_profile(grid, self.image_bands, "uint16", CLOUDFREE_NODATA)
+            dst = rasterio.open(self.raw[name], "w", **profile)
+            dst.update_tags(**tags, scale="reflectance x 10000")
+            for index, band in enumerate(S2_BANDS[: self.image_bands], start=1):
+                dst.set_band_description(index, band)
+        elif name == "landcover":
+            profile = raw_profile(grid, 1, "uint8", LANDCOVER_NODATA)
+            dst = rasterio.open(self.raw[name], "w", **profile)
+            # Before any pixel: libtiff cannot change the photometric tag after a write.
+            dst.write_colormap(1, LANDCOVER_COLORS)
+            dst.set_band_description(1, "landcover")
+            known = self.classes == len(CLASS_NAMES)
+            names = CLASS_NAMES if known else tuple(map(str, range(self.classes)))
+            dst.update_tags(**tags, class_names=",".join(names), nodata_label="255 = no data")
+            dst.update_tags(
+                1,
+                CLASS_NAMES=",".join(names),
+                **{f"CLASS_{i}": class_name for i, class_name in enumerate(names)},
+            )
+        else:
+            profile = raw_profile(grid, self.prompt_channels, "float32", float("nan"))
+            dst = rasterio.open(self.raw[name], "w", **profile)
+            dst.update_tags(**tags)
+            for index in range(1, self.prompt_channels + 1):
+                dst.set_band_description(index, f"prompt_{index - 1}")
+        return self._stack.enter_context(dst)
+
+    def write(self, values: np.ndarray, invalid: np.ndarray, window: Window) -> None:
+        """Write blended ``values`` (C, h, w) with nodata mask ``invalid`` (h, w) at ``window``."""
+        self.nodata_pixels += int(invalid.sum())
+        n_img, n_cls = self.image_bands, self.classes
+        image = np.rint(np.clip(values[:n_img], 0.0, 1.0) * np.float32(S2_SCALE))
+        image = np.maximum(image, 1).astype(np.uint16)  # 0 is nodata: keep valid pixels >= 1
+        image[:, invalid] = CLOUDFREE_NODATA
+        self.dst["cloudfree"].write(image, window=window)
+        if n_cls:
+            labels = values[n_img : n_img + n_cls].argmax(axis=0).astype(np.uint8)
+            labels[invalid] = LANDCOVER_NODATA
+            self.dst["landcover"].write(labels[None], window=window)
+        if self.prompt_channels:
+            prompt = values[n_img + n_cls :].astype(np.float32, copy=True)
+            prompt[:, invalid] = np.nan
+            self.dst["prompt"].write(prompt, window=window)
+
+    def close(self) -> None:
+        """Close the raw files (idempotent)."""
+        self._stack.close()
+
+    def __enter__(self) -> SceneWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def to_cogs(self, threads: int = 1) -> list[str]:
+        """Close the raw files and copy each to its COG beside them; return the file names."""
+        self.close()
+        files = []
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            for name, path in self.raw.items():
+                resampling = "NEAREST" if name == "landcover" else "AVERAGE"
+                final = self.folder / f"{name}.tif"
+                convert_to_cog(path, final, resampling=resampling, threads=threads)
+                files.append(f"{name}.tif")
+        return files

@@ -1,0 +1,150 @@
+"""The package's layers: imports only point down, and a few facts live in one place each.
+
+Layers, lowest first (README "Development"):
+
+    core -> data, models -> tracking -> training -> evaluation, prediction -> benchmarks -> cli
+
+A module may import its own sub-package and any lower layer, never a layer above it nor a
+peer (data and models do not know each other; neither do evaluation and prediction). Nothing
+imports ``tdpcr.cli``, and only ``tdpcr.tracking`` imports MLflow.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "tdpcr"
+
+#: Layer of each top-level sub-package (or module) of tdpcr.
+LAYERS: dict[str, int] = {
+    "core": 0,
+    "data": 1,
+    "models": 1,
+    "tracking": 2,
+    "training": 3,
+    "evaluation": 4,
+    "prediction": 4,
+    "benchmarks": 5,
+    "cli": 6,
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """(imported module, line) of every import in ``path``, lazy ones inside functions too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def _package_of(module: str) -> str | None:
+    """``tdpcr.data.store`` -> ``data``; None for ``tdpcr`` itself and non-tdpcr modules."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "tdpcr" and len(parts) > 1 else None
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_package_has_a_layer() -> None:
+    tops = {_package_of(_module_name(path)) for path in _modules()} - {None}
+    assert tops == set(LAYERS)
+
+
+def test_imports_point_down() -> None:
+    wrong = []
+    for path in _modules():
+        importer = _package_of(_module_name(path))
+        if importer is None:
+            continue
+        for module, line in _imports(path):
+            target = _package_of(module)
+            if target is None or target == importer:
+                continue
+            if LAYERS[target] >= LAYERS[importer]:
+                wrong.append(f"{path.relative_to(REPO)}:{line} ({importer}) imports {module}")
+    assert wrong == []
+
+
+def test_nothing_imports_the_cli() -> None:
+    importers = [
+        f"{path.relative_to(REPO)}:{line}"
+        for path in [*_modules(), *(REPO / "tests").glob("*.py")]
+        for module, line in _imports(path)
+        if module == "tdpcr.cli" and path.name != "cli.py" and "tests" not in path.parts
+    ]
+    assert importers == []
+
+
+def test_mlflow_is_imported_in_one_module() -> None:
+    importers = {
+        _module_name(path)
+        for path in _modules()
+        for module, _ in _imports(path)
+        if module.split(".")[0] == "mlflow"
+    }
+    assert importers == {"tdpcr.tracking"}
+
+
+def test_the_shared_layer_imports_no_stage() -> None:
+    for path in (PACKAGE / "core").glob("*.py"):
+        stages = {_package_of(m) for m, _ in _imports(path)} - {None, "core"}
+        assert stages == set(), path.name
+
+
+@pytest.mark.parametrize("path", ["workflow/rules", "Snakefile", "workflow/Snakefile"])
+def test_rules_hold_no_config_defaults(path: str) -> None:
+    """The schema carries every default; rules read config[...] directly."""
+    files = [REPO / path] if (REPO / path).is_file() else sorted((REPO / path).glob("*.smk"))
+    offending = [
+        f"{f.relative_to(REPO)}:{n}"
+        for f in files
+        for n, text in enumerate(f.read_text().splitlines(), start=1)
+        if "config" in text and ".get(" in text
+    ]
+    assert offending == []
+
+
+def test_schema_source_enum_is_the_source_registry() -> None:
+    from tdpcr.data.sources import SOURCES
+
+    schema = yaml.safe_load((PACKAGE / "schemas" / "config.schema.yaml").read_text())
+    entry = schema["properties"]["datasets"]["additionalProperties"]
+    assert sorted(entry["properties"]["source"]["enum"]) == sorted(SOURCES)
+    for name, cls in SOURCES.items():
+        assert cls.name == name
+
+
+def test_tables_use_metric_names_and_known_methods() -> None:
+    from tdpcr.core.specs import CR_METRICS, SEG_METRICS
+    from tdpcr.evaluation.methods import METHODS
+    from tdpcr.evaluation.tables import TABLES
+
+    for spec in TABLES.values():
+        assert set(spec.metrics) <= set(CR_METRICS) | set(SEG_METRICS)
+        assert set(spec.methods) <= set(METHODS)
+
+
+def test_shipped_configs_hold_the_model_sizes_benchmarks_use() -> None:
+    """Benchmarks read model sizes from config/paper.yaml and config/config.yaml, not copies."""
+    from tdpcr.benchmarks.complexity import paper_sizes
+    from tdpcr.core.config import shipped_config
+
+    assert paper_sizes() == shipped_config("paper")["models"]
+    assert paper_sizes()["tdpcr"]["width"] == 32  # the paper's [32, 64, 128, 256] channels
