@@ -24,11 +24,13 @@ from tdpcr.core.metrics import (
     _gaussian_filter_conv,
     _gaussian_filter_matmul,
     confusion_matrix,
+    errors_per_image,
     pa_miou,
     psnr_per_image,
     ssim_map,
     ssim_per_image,
 )
+from tdpcr.core.specs import CR_METRICS, IGNORE_INDEX
 from tdpcr.data.normalize import normalise_s2
 from tests.conftest import REALDATA
 
@@ -240,15 +242,7 @@ def test_reconstruction_meter_splits_and_nan():
     meter.update(pred[:1], target[:1], cloud[:1])
     meter.update(pred[1:], target[1:], cloud[1:])  # image 1: no cloudy pixel
     out = meter.compute()
-    assert set(out) == {
-        "psnr",
-        "ssim",
-        "psnr_cloudy",
-        "ssim_cloudy",
-        "psnr_clear",
-        "ssim_clear",
-        "images",
-    }
+    assert set(out) == set(CR_METRICS) | {"images"}
     assert out["images"] == 2
     assert out["psnr_cloudy"] == pytest.approx(-20 * math.log10(0.2), abs=1e-9)  # image 0 only
     assert out["psnr_clear"] == pytest.approx(20.0, abs=1e-9)
@@ -454,3 +448,70 @@ def test_segmentation_real_landcover():
         assert out[f"miou{suffix}"] == pytest.approx(np.mean(ious))
     assert not math.isnan(out["per_class_iou"][0])  # shifted 255 rows became class 0
     assert math.isnan(out["per_class_iou"][1])  # class 1 absent from this map
+
+
+# --------------------------------------------------------------------------- RMSE, MAE, SAM
+def test_errors_and_sam_match_an_independent_numpy_computation() -> None:
+    g = torch.Generator().manual_seed(5)
+    target = torch.rand(3, 13, 24, 20, generator=g)
+    pred = (target + 0.2 * torch.randn(3, 13, 24, 20, generator=g)).clamp(-0.1, 1.2)
+    mask = torch.rand(3, 24, 20, generator=g) > 0.4
+    rmse, mae = errors_per_image(pred, target, mask)
+    sam = _masked_sam(pred, target, mask)
+    p = pred.clamp(0, 1).double().numpy()
+    t = target.clamp(0, 1).double().numpy()
+    m = mask.numpy()
+    for i in range(3):
+        diff = (p[i] - t[i])[:, m[i]]  # (13, selected pixels)
+        assert rmse[i].item() == pytest.approx(np.sqrt(np.mean(diff**2)), rel=1e-12)
+        assert mae[i].item() == pytest.approx(np.mean(np.abs(diff)), rel=1e-12)
+        pv, tv = p[i][:, m[i]], t[i][:, m[i]]
+        cos = (pv * tv).sum(0) / (np.linalg.norm(pv, axis=0) * np.linalg.norm(tv, axis=0))
+        angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        assert sam[i].item() == pytest.approx(angle.mean(), rel=1e-9)
+
+
+def _masked_sam(pred, target, mask):
+    from tdpcr.core.metrics import _masked_nanmean, sam_map
+
+    return _masked_nanmean(sam_map(pred, target), mask)
+
+
+def test_identical_images_have_zero_error_and_angle() -> None:
+    image = torch.rand(2, 13, 16, 16)
+    meter = ReconstructionMeter()
+    meter.update(image, image)
+    out = meter.compute()
+    assert out["rmse"] == out["mae"] == 0.0
+    assert out["sam"] == pytest.approx(0.0, abs=1e-3)  # acos(1 - eps) in float64
+
+
+def test_shadow_pixels_count_as_cloudy() -> None:
+    target = torch.full((1, 13, 16, 16), 0.3)
+    pred = target.clone()
+    mask = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    mask[0, :4] = 1  # cloud
+    mask[0, 4:8] = 2  # shadow
+    pred[:, :, :8] += 0.1  # both corrupted regions reconstructed 0.1 too bright
+    meter = ReconstructionMeter()
+    meter.update(pred, target, mask)
+    out = meter.compute()
+    assert out["mae_cloudy"] == pytest.approx(0.1, abs=1e-6)  # float32 input
+    assert out["mae_clear"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_per_image_confusion_matrices_sum_to_the_split_matrix() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(0, 7, (5, 12, 12), generator=g)
+    target[0, :3] = IGNORE_INDEX
+    pred = torch.randint(0, 7, (5, 12, 12), generator=g)
+    mask = torch.randint(0, 3, (5, 12, 12), generator=g)
+    meter = SegmentationMeter(num_classes=7)
+    meter.update(pred[:2], target[:2], mask[:2])
+    meter.update(pred[2:], target[2:], mask[2:])
+    per = meter.per_image()
+    assert per[""].shape == (5, 7, 7)
+    assert torch.equal(per[""].sum(0), confusion_matrix(pred, target, 7))
+    cloudy = (mask == 1) | (mask == 2)
+    assert torch.equal(per["_cloudy"].sum(0), confusion_matrix(pred, target, 7, mask=cloudy))
+    assert torch.equal(meter.cm_clear, confusion_matrix(pred, target, 7, mask=mask == 0))

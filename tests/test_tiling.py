@@ -12,14 +12,25 @@ import rasterio
 import xarray as xr
 import zarr
 
+from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import CLASS_NAMES, S2_BANDS, SPLITS, cloud_bin_index
 from tdpcr.data.sources import make_source
 from tdpcr.data.sources.scenes import grid_offsets
-from tdpcr.data.split import stratified_split
+from tdpcr.data.split import spatial_split
 from tdpcr.data.store import open_store, write_patch_geotiff
+from tdpcr.data.synthetic import write_synthetic_scenes
 from tdpcr.data.tiling import tile_source
 from tests.conftest import REALDATA
-from tests.fakes import make_luojiaset, make_scenes, read_tif
+from tests.fakes import (
+    make_luojiaset,
+    make_scenes,
+    make_sen12mscr_flat,
+    make_sen12mscr_nested,
+    read_tif,
+)
+
+#: The shares of the spatial split the tests use (the schema's default).
+FRACTIONS = (0.8, 0.1, 0.1)
 
 
 def test_grid_offsets_cover_every_pixel_with_full_patches() -> None:
@@ -115,12 +126,13 @@ def test_luojiaset_store_removes_offset_and_fills_missing_optional_piece(tmp_pat
 
 
 def test_split_is_stratified_by_cloud_bin_and_deterministic() -> None:
+    """Singleton groups (every patch its own group) give the exact 8:1:1 per cloud bin."""
     ids = [f"p{i}" for i in range(200)]
     covers = np.linspace(0, 1, 200)
-    first = stratified_split(ids, covers, seed=3)
-    again = stratified_split(list(reversed(ids)), covers[::-1], seed=3)[::-1]
+    first = spatial_split(ids, ids, covers, 3, FRACTIONS)
+    again = spatial_split(ids[::-1], ids[::-1], covers[::-1], 3, FRACTIONS)[::-1]
     np.testing.assert_array_equal(first, again)  # independent of discovery order
-    assert not np.array_equal(first, stratified_split(ids, covers, seed=4))
+    assert not np.array_equal(first, spatial_split(ids, ids, covers, 4, FRACTIONS))
     bins = np.array([cloud_bin_index(c) for c in covers])
     for b in range(5):
         counts = pd.Series(first[bins == b]).value_counts()
@@ -128,8 +140,104 @@ def test_split_is_stratified_by_cloud_bin_and_deterministic() -> None:
 
 
 def test_small_bins_still_get_val_and_test() -> None:
-    split = stratified_split(["a", "b", "c", "d"], [0.1] * 4, seed=0)
+    split = spatial_split(["a", "b", "c", "d"], ["a", "b", "c", "d"], [0.1] * 4, 0, FRACTIONS)
     assert sorted(split) == ["test", "train", "train", "val"]
+
+
+def test_spatial_split_keeps_every_group_in_one_split() -> None:
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 30, 40)
+    groups = [f"scene{g:02d}" for g, n in enumerate(sizes) for _ in range(n)]
+    ids = [f"{g}_{i}" for i, g in enumerate(groups)]
+    covers = [(int(g[5:]) % 5) / 5 + rng.uniform(0, 0.19) for g in groups]
+    split = spatial_split(ids, groups, covers, 0, FRACTIONS)
+    frame = pd.DataFrame({"group": groups, "split": split})
+    assert frame.groupby("group")["split"].nunique().max() == 1
+    shares = frame["split"].value_counts(normalize=True)
+    assert set(shares.index) == {"train", "val", "test"}
+    assert abs(shares["test"] - 0.1) < 0.08 and abs(shares["train"] - 0.8) < 0.1
+    # Stratified by cover: the 4 test groups (of 40, 10 % by patches) come from 4 cover strata,
+    # not from one end of the cloud-cover range.
+    group_bins = frame.assign(bin=[cloud_bin_index(c) for c in covers]).groupby("group").first()
+    test_bins = group_bins.loc[group_bins["split"] == "test", "bin"]
+    assert test_bins.nunique() >= 3, test_bins
+
+
+def _assert_groups_within_splits(store: Path) -> None:
+    ds = open_store(store)
+    frame = pd.DataFrame({"group": ds["group"].values, "split": ds["split"].values})
+    assert frame.groupby("group")["split"].nunique().max() == 1, frame
+
+
+def test_no_group_crosses_splits_on_scene_sources(scene_store: Path) -> None:
+    ds = open_store(scene_store)
+    groups = {pid.rsplit("_r", 1)[0] for pid in ds["patch"].values}
+    assert set(ds["group"].values) == groups  # a scene is a group
+    _assert_groups_within_splits(scene_store)
+
+
+def test_no_group_crosses_splits_on_synthetic_scenes(tmp_path: Path) -> None:
+    root = write_synthetic_scenes(tmp_path / "synthetic", 5, 96, 0)[0].parent
+    out = tmp_path / "synthetic.zarr"
+    tile_source(make_source("synthetic", root, patch_size=32), out, progress=False)
+    assert len(set(open_store(out)["group"].values)) == 5
+    _assert_groups_within_splits(out)
+
+
+def test_no_group_crosses_splits_on_luojiaset(tmp_path: Path) -> None:
+    root = tmp_path / "luojia"
+    for roi, numbers in (("01", [1, 2, 3]), ("02", [4, 5]), ("03", [6]), ("04", [7, 8])):
+        for number in numbers:
+            make_luojiaset(root, {"0-20%": [number]})
+            for path in root.rglob(f"ROIs_01_*_p{number}.tif"):
+                path.rename(path.with_name(path.name.replace("ROIs_01_", f"ROIs_{roi}_")))
+    out = tmp_path / "l.zarr"
+    tile_source(make_source("luojiaset", root), out, progress=False)
+    assert set(open_store(out)["group"].values) == {"ROIs_01", "ROIs_02", "ROIs_03", "ROIs_04"}
+    _assert_groups_within_splits(out)
+
+
+@pytest.mark.parametrize("layout", ["nested", "flat"])
+def test_no_group_crosses_splits_on_sen12mscr(tmp_path: Path, layout: str) -> None:
+    patches = [
+        ("ROIs1970_fall", 139, 839),
+        ("ROIs1970_fall", 139, 840),
+        ("ROIs1970_fall", 12, 5),
+        ("ROIs2017_winter", 112, 797),
+        ("ROIs1158_spring", 106, 1),
+    ]
+    make = make_sen12mscr_nested if layout == "nested" else make_sen12mscr_flat
+    root = make(tmp_path / layout, patches)
+    out = tmp_path / "s.zarr"
+    tile_source(make_source("sen12mscr", root), out, progress=False)
+    ds = open_store(out)
+    assert ds["group"].values.tolist()[:2] == ["ROIs1158_spring_106", "ROIs1970_fall_12"]
+    _assert_groups_within_splits(out)
+    # The official scene split (UnCRtainTS): ROIs1970_fall 139 and ROIs1158_spring 106 are test.
+    official = tmp_path / "o.zarr"
+    tile_source(make_source("sen12mscr", root), official, split_method="official", progress=False)
+    ds = open_store(official)
+    splits = dict(zip(ds["patch"].values, ds["split"].values, strict=True))
+    assert splits["ROIs1970_fall_139_p839"] == splits["ROIs1158_spring_106_p1"] == "test"
+    assert splits["ROIs2017_winter_112_p797"] == "train"
+
+
+def test_official_split_refused_where_a_layout_has_none(scenes_root: Path, tmp_path: Path):
+    source = make_source("scenes", scenes_root, patch_size=32)
+    with pytest.raises(InputDataError, match="no published split"):
+        tile_source(source, tmp_path / "x.zarr", split_method="official", progress=False)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_reused_split_that_cuts_a_group_is_refused(scene_store: Path, scenes_root: Path, tmp_path):
+    ids = open_store(scene_store)["patch"].values
+    csv = tmp_path / "split.csv"
+    splits = ["train"] * len(ids)
+    splits[0] = "test"  # one patch of scene0 in test, its neighbours in train
+    pd.DataFrame({"patch_id": ids, "split": splits}).to_csv(csv, index=False)
+    source = make_source("scenes", scenes_root, patch_size=32)
+    with pytest.raises(InputDataError, match="spatial group 'scene0' has patches in both"):
+        tile_source(source, tmp_path / "c.zarr", split_from=csv, progress=False)
 
 
 def test_split_reused_from_store_and_csv(scene_store: Path, scenes_root: Path, tmp_path: Path):

@@ -99,6 +99,15 @@ def load_config(path: Path) -> dict[str, Any]:
     return validate_config(config, str(path))
 
 
+def schema_default(*keys: str) -> Any:
+    """The schema's default of a config key (``schema_default("tiling", "split_fractions")``),
+    for command-line defaults that must agree with the workflow's."""
+    node = schema()
+    for key in keys:
+        node = node["properties"][key]
+    return copy.deepcopy(node["default"])
+
+
 def shipped_config(name: str) -> dict[str, Any]:
     """One of the repository's configs (``default`` = config/config.yaml, ``paper``, ``tiny``).
 

@@ -1,4 +1,4 @@
-"""Cloud-removal (PSNR, SSIM) and segmentation (PA, mIoU) metrics, as the peers report them.
+"""Cloud-removal (PSNR, SSIM, RMSE, MAE, SAM) and segmentation (PA, mIoU, per-class IoU) metrics.
 
 Conventions (``docs/data-formats.md``, "Metric conventions used by the peers"):
 
@@ -13,11 +13,18 @@ Conventions (``docs/data-formats.md``, "Metric conventions used by the peers"):
   use_sample_covariance=False, data_range=1, channel_axis=0)``, which skimage computes as the
   mean of the SSIM map over the interior of the image, leaving out a border of
   ``(11 - 1) // 2 = 5`` pixels on every side.
+- RMSE and MAE per image over all bands of the selected pixels, reflectance units; SAM
+  (spectral angle mapper) per pixel between the 13-band vectors, in **degrees**, averaged over
+  the selected pixels of the image (torchmetrics' ``spectral_angle_mapper`` map; a pixel whose
+  vector is all zero has no angle and is left out). Each is then averaged over images.
 - Segmentation: one global confusion matrix over a split (rows = target, columns =
   prediction); target labels outside ``[0, num_classes)`` (255 = ignore) are left out;
   PA = overall accuracy; mIoU = nanmean of per-class IoU over classes with a non-empty union.
-  All-pixel, cloudy (cloud mask == 1) and clear (cloud mask == 0) scores are kept; pixels
-  whose cloud mask is 255 (unknown) count only in the all-pixel scores.
+  The matrices are also kept per image, so a bootstrap can resample images and recompute mIoU
+  from summed matrices.
+- Regions (:data:`~tdpcr.core.specs.REGIONS`): all pixels; cloudy = corrupted pixels (cloud
+  mask 1 = cloud or 2 = cloud shadow); clear = cloud mask 0. Pixels whose mask is 255
+  (unknown) count only in the all-pixel scores.
 
 Choices made here (the spec leaves them open):
 
@@ -48,7 +55,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tdpcr.core.specs import CR_METRICS, IGNORE_INDEX
+from tdpcr.core.specs import CLOUDMASK_CLEAR, CORRUPTED_VALUES, CR_METRICS, IGNORE_INDEX, REGIONS
 
 __all__ = [
     "SSIM_K1",
@@ -304,12 +311,82 @@ def _reduce_ssim(s: torch.Tensor, mask: torch.Tensor | None, crop_border: bool) 
     return total / count  # 0 / 0 -> NaN for an empty selection
 
 
+def errors_per_image(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (RMSE, MAE) over every band of the selected pixels, after clamping to [0, 1].
+
+    Written out rather than taken from torchmetrics: its MSE / MAE reduce over the whole batch
+    and cannot select pixels; these are the same formulas per image and mask.
+
+    Returns:
+        two float64 (B,) tensors; NaN where the mask selects no pixel.
+    """
+    pred, target = _prepare(pred, target)
+    diff = pred - target
+    m = _prepare_mask(mask, pred)
+    select = torch.ones_like(diff[:, 0], dtype=torch.bool) if m is None else m
+    count = select.flatten(1).sum(dim=1).to(torch.float64) * pred.shape[1]
+    zero = torch.zeros_like(diff[:, 0])
+    sq = torch.where(select, diff.square().sum(dim=1), zero).flatten(1).sum(dim=1)
+    ab = torch.where(select, diff.abs().sum(dim=1), zero).flatten(1).sum(dim=1)
+    return (sq / count).sqrt(), ab / count  # 0 / 0 -> NaN for an empty selection
+
+
+def sam_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Spectral angle (degrees) per pixel, (B, H, W) float64, after clamping to [0, 1].
+
+    torchmetrics' ``spectral_angle_mapper`` with ``reduction="none"``; NaN where a vector is
+    all zero (no direction).
+    """
+    from torchmetrics.functional.image import spectral_angle_mapper
+
+    pred, target = _prepare(pred, target)
+    return torch.rad2deg(spectral_angle_mapper(pred, target, reduction="none"))
+
+
+def _masked_nanmean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-image mean of a (B, H, W) map over ``mask`` (all pixels if None), NaN left out."""
+    select = ~torch.isnan(values)
+    if mask is not None:
+        select = select & mask
+    count = select.flatten(1).sum(dim=1).to(values.dtype)
+    total = torch.where(select, values, torch.zeros_like(values)).flatten(1).sum(dim=1)
+    return total / count
+
+
+def corrupted(cloudmask: torch.Tensor) -> torch.Tensor:
+    """Pixels whose optical value is corrupted: cloud or cloud shadow."""
+    out = torch.zeros_like(cloudmask, dtype=torch.bool)
+    for value in CORRUPTED_VALUES:
+        out |= cloudmask == value
+    return out
+
+
+def region_masks(
+    cloudmask: torch.Tensor | None, like: torch.Tensor
+) -> dict[str, torch.Tensor | None]:
+    """Pixel selection of every region suffix: ``""`` all (None), ``_cloudy``, ``_clear``.
+
+    Without a cloud mask only the all-pixel region exists (the others are absent).
+    """
+    masks: dict[str, torch.Tensor | None] = {"": None}
+    if cloudmask is None:
+        return masks
+    if cloudmask.ndim == 4 and cloudmask.shape[1] == 1:
+        cloudmask = cloudmask[:, 0]
+    cloudmask = cloudmask.to(like.device)
+    masks["_cloudy"] = corrupted(cloudmask)
+    masks["_clear"] = cloudmask == CLOUDMASK_CLEAR
+    return masks
+
+
 class ReconstructionMeter:
-    """Accumulates per-image PSNR / SSIM over batches: all pixels, cloudy, clear.
+    """Accumulates per-image PSNR / SSIM / RMSE / MAE / SAM: all pixels, cloudy, clear.
 
     ``update(pred, target, cloudmask)`` scores each image three times: over all pixels,
-    over cloudy pixels (``cloudmask == 1``) and over clear pixels (``cloudmask == 0``);
-    unknown pixels (255, or any other value) are in neither split. ``compute()`` returns the
+    over corrupted pixels (``cloudmask`` 1 = cloud or 2 = shadow) and over clear pixels
+    (``cloudmask == 0``); unknown pixels (255) are in neither split. ``compute()`` returns the
     mean over images of each score, skipping NaN (an image without cloudy pixels has no
     cloudy score). Per-image PSNR is capped at ``psnr_cap`` dB before averaging, so a
     perfect reconstruction (MSE 0, PSNR +inf) counts as ``psnr_cap``; ``psnr_cap=None``
@@ -342,8 +419,9 @@ class ReconstructionMeter:
 
         Args:
             pred, target: (B, C, H, W) reflectance (clamped to [0, 1] inside).
-            cloudmask: optional (B, H, W) (or (B, 1, H, W)) integer mask, 1 = cloud/shadow,
-                0 = clear, 255 = unknown. Without it, only the all-pixel scores get values.
+            cloudmask: optional (B, H, W) (or (B, 1, H, W)) integer mask, 1 = cloud,
+                2 = shadow, 0 = clear, 255 = unknown. Without it, only the all-pixel scores get
+                values.
 
         Raises:
             ValueError: if ``pred`` contains NaN (clamping would not hide it, and NaN-aware
@@ -355,24 +433,20 @@ class ReconstructionMeter:
         b = pred.shape[0]
         nan = torch.full((b,), math.nan, dtype=torch.float64)
         smap = ssim_map(pred, target).mean(dim=1)  # (B, H, W); computed once, reduced 3 times
-        values = {
-            "psnr": psnr_per_image(pred, target),
-            "ssim": _reduce_ssim(smap, None, crop_border=True),
-        }
-        if cloudmask is None:
-            for split in ("cloudy", "clear"):
-                values[f"psnr_{split}"] = nan
-                values[f"ssim_{split}"] = nan
-        else:
-            if cloudmask.ndim == 4 and cloudmask.shape[1] == 1:
-                cloudmask = cloudmask[:, 0]
-            cloudmask = cloudmask.to(pred.device)
-            for split, code in (("cloudy", 1), ("clear", 0)):
-                m = cloudmask == code
-                values[f"psnr_{split}"] = psnr_per_image(pred, target, m)
-                values[f"ssim_{split}"] = _reduce_ssim(
-                    smap, _prepare_mask(m, pred), self.crop_border
-                )
+        angles = sam_map(pred, target)
+        masks = region_masks(cloudmask, pred)
+        values: dict[str, torch.Tensor] = {}
+        for region in REGIONS:
+            if region not in masks:
+                values.update({k: nan for k in CR_METRICS if k.endswith(region) and region})
+                continue
+            m = masks[region]
+            values[f"psnr{region}"] = psnr_per_image(pred, target, m)
+            # The all-pixel SSIM is always skimage's (interior only).
+            crop = True if m is None else self.crop_border
+            values[f"ssim{region}"] = _reduce_ssim(smap, _prepare_mask(m, pred), crop)
+            values[f"rmse{region}"], values[f"mae{region}"] = errors_per_image(pred, target, m)
+            values[f"sam{region}"] = _masked_nanmean(angles, m)
         for key, v in values.items():
             v = v.detach().to("cpu", torch.float64)
             if key.startswith("psnr") and self.psnr_cap is not None:
@@ -391,8 +465,8 @@ class ReconstructionMeter:
         }
 
     def compute(self) -> dict[str, float]:
-        """Means over images (NaN-aware) of ``psnr``, ``ssim``, ``psnr_cloudy``,
-        ``ssim_cloudy``, ``psnr_clear``, ``ssim_clear``; ``images`` = images seen.
+        """Means over images (NaN-aware) of every name in :data:`CR_METRICS`; ``images`` =
+        images seen.
 
         A mean is NaN when no image has a value for it (e.g. no cloudy pixel at all).
         """
@@ -473,11 +547,13 @@ def pa_miou(cm: torch.Tensor) -> tuple[float, float, list[float]]:
 
 
 class SegmentationMeter:
-    """Global confusion matrices over a split: all pixels, cloudy and clear.
+    """Confusion matrices per image and over a split: all pixels, cloudy and clear.
 
-    ``update(pred, target, cloudmask)`` adds to three (K, K) int64 matrices: all labelled
-    pixels; those with ``cloudmask == 1`` (cloudy); those with ``cloudmask == 0`` (clear).
-    Unknown cloud-mask pixels (255) only count in the all-pixel matrix.
+    ``update(pred, target, cloudmask)`` computes, for every image, one (K, K) int64 matrix per
+    region (:data:`~tdpcr.core.specs.REGIONS`): all labelled pixels; corrupted ones (cloud mask
+    1 or 2); clear ones (mask 0). Unknown cloud-mask pixels (255) only count in the all-pixel
+    matrix. The split's matrices are the sums (:attr:`cm`, :attr:`cm_cloudy`,
+    :attr:`cm_clear`); the per-image ones (:meth:`per_image`) let a bootstrap recompute mIoU.
 
     A bincount is used rather than torchmetrics' ``MulticlassConfusionMatrix``: that class
     also bincounts, but would need three instances and a relabelling of the target to pass
@@ -494,11 +570,8 @@ class SegmentationMeter:
         self.reset()
 
     def reset(self) -> None:
-        """Zero the matrices."""
-        k = self.num_classes
-        self.cm = torch.zeros(k, k, dtype=torch.int64)
-        self.cm_cloudy = torch.zeros(k, k, dtype=torch.int64)
-        self.cm_clear = torch.zeros(k, k, dtype=torch.int64)
+        """Forget every image."""
+        self._per_image: dict[str, list[torch.Tensor]] = {r: [] for r in REGIONS}
 
     @torch.no_grad()
     def update(
@@ -509,24 +582,55 @@ class SegmentationMeter:
         Args:
             pred: (B, H, W) class indices or (B, K, H, W) scores.
             target: (B, H, W) labels, 255 = ignore.
-            cloudmask: optional (B, H, W) (or (B, 1, H, W)), 1 = cloudy, 0 = clear,
-                255 = unknown.
+            cloudmask: optional (B, H, W) (or (B, 1, H, W)), 1 = cloud, 2 = shadow,
+                0 = clear, 255 = unknown. Without it the cloudy / clear matrices stay empty.
         """
+        if pred.ndim == target.ndim + 1:
+            pred = pred.argmax(dim=1)
         k, ig = self.num_classes, self.ignore_index
-        self.cm += confusion_matrix(pred, target, k, ig).cpu()
-        if cloudmask is not None:
-            if cloudmask.ndim == 4 and cloudmask.shape[1] == 1:
-                cloudmask = cloudmask[:, 0]
-            cloudmask = cloudmask.to(target.device)
-            self.cm_cloudy += confusion_matrix(pred, target, k, ig, cloudmask == 1).cpu()
-            self.cm_clear += confusion_matrix(pred, target, k, ig, cloudmask == 0).cpu()
+        masks = region_masks(cloudmask, target)
+        for region in REGIONS:
+            m = masks.get(region, False)
+            for i in range(target.shape[0]):
+                if m is False:
+                    cm = torch.zeros(k, k, dtype=torch.int64)
+                else:
+                    mask_i = None if m is None else m[i : i + 1]
+                    cm = confusion_matrix(pred[i : i + 1], target[i : i + 1], k, ig, mask_i)
+                self._per_image[region].append(cm.cpu())
+
+    def per_image(self) -> dict[str, torch.Tensor]:
+        """Region suffix -> (N, K, K) int64 confusion matrices of the images so far."""
+        k = self.num_classes
+        return {
+            r: torch.stack(v) if v else torch.zeros(0, k, k, dtype=torch.int64)
+            for r, v in self._per_image.items()
+        }
+
+    def _total(self, region: str) -> torch.Tensor:
+        return self.per_image()[region].sum(dim=0)
+
+    @property
+    def cm(self) -> torch.Tensor:
+        """(K, K) confusion matrix over all labelled pixels of the split."""
+        return self._total("")
+
+    @property
+    def cm_cloudy(self) -> torch.Tensor:
+        """Over corrupted (cloud or shadow) pixels."""
+        return self._total("_cloudy")
+
+    @property
+    def cm_clear(self) -> torch.Tensor:
+        """Over clear pixels."""
+        return self._total("_clear")
 
     def compute(self) -> dict[str, float | list[float]]:
         """``pa``, ``miou``, ``per_class_iou`` and the same with ``_cloudy`` / ``_clear``."""
         out: dict[str, float | list[float]] = {}
-        for suffix, cm in (("", self.cm), ("_cloudy", self.cm_cloudy), ("_clear", self.cm_clear)):
-            pa, miou, per_class = pa_miou(cm)
-            out[f"pa{suffix}"] = pa
-            out[f"miou{suffix}"] = miou
-            out[f"per_class_iou{suffix}"] = per_class
+        for region in REGIONS:
+            pa, miou, per_class = pa_miou(self._total(region))
+            out[f"pa{region}"] = pa
+            out[f"miou{region}"] = miou
+            out[f"per_class_iou{region}"] = per_class
         return out

@@ -57,8 +57,10 @@ LANDCOVER_COLORS: dict[int, tuple[int, int, int, int]] = {
 }
 
 # --------------------------------------------------------------------------- pieces
-#: Value of the cloud mask for pixels whose state is unknown.
-CLOUDMASK_UNKNOWN = 255
+#: Values of the cloud mask: clear, cloud (thin haze included), cloud shadow, unknown.
+CLOUDMASK_CLEAR, CLOUDMASK_CLOUD, CLOUDMASK_SHADOW, CLOUDMASK_UNKNOWN = 0, 1, 2, 255
+#: Mask values whose optical pixel is corrupted (the "cloudy" region of every metric).
+CORRUPTED_VALUES: tuple[int, ...] = (CLOUDMASK_CLOUD, CLOUDMASK_SHADOW)
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,8 @@ OPTICAL_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear")
 # --------------------------------------------------------------------------- splits
 #: Cloud-cover bins of LuojiaSET-OSFCR; also used to stratify splits.
 CLOUD_BINS: tuple[str, ...] = ("0-20%", "20%-40%", "40%-60%", "60%-80%", "80%-100%")
-#: Split names and the 8:1:1 ratios.
+#: Split names (their shares are the config's ``tiling.split_fractions``).
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_FRACTIONS: tuple[float, ...] = (0.8, 0.1, 0.1)
 
 
 def cloud_bin_index(cover: float) -> int:
@@ -153,7 +154,13 @@ def cloud_bin_index(cover: float) -> int:
 #: Pixel sets every score is also computed over, as metric-name suffixes: all pixels, pixels
 #: under the cloud mask, clear pixels.
 REGIONS: tuple[str, ...] = ("", "_cloudy", "_clear")
-#: Cloud-removal metrics (evaluation JSON keys; ``test/`` prefixed in MLflow).
-CR_METRICS: tuple[str, ...] = tuple(f"{m}{r}" for r in REGIONS for m in ("psnr", "ssim"))
+#: Cloud-removal metrics per image (PSNR dB, SSIM, RMSE and MAE in reflectance, SAM degrees).
+CR_BASE_METRICS: tuple[str, ...] = ("psnr", "ssim", "rmse", "mae", "sam")
+#: Cloud-removal metric names (evaluation JSON keys; ``test/`` prefixed in MLflow).
+CR_METRICS: tuple[str, ...] = tuple(f"{m}{r}" for r in REGIONS for m in CR_BASE_METRICS)
+#: Metrics where lower is better (the rest: higher is better).
+LOWER_IS_BETTER: tuple[str, ...] = ("rmse", "mae", "sam")
 #: Segmentation metrics.
 SEG_METRICS: tuple[str, ...] = tuple(f"{m}{r}" for r in REGIONS for m in ("pa", "miou"))
+#: Per-class IoU over all pixels, in class order (``iou_tree``, ...).
+CLASS_IOU: tuple[str, ...] = tuple(f"iou_{name}" for name in CLASS_NAMES)

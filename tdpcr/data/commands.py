@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tdpcr.core.commands import CommandFactory, LazyChoices
+from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError, TdpcrError
 
 
@@ -37,6 +38,8 @@ def _cmd_tile(args: argparse.Namespace) -> None:
         shard_patches=args.shard_patches,
         split_seed=args.split_seed,
         split_from=Path(args.split_from) if args.split_from else None,
+        split_method=args.split_method,
+        split_fractions=args.split_fractions,
         workers=args.workers,
         progress=not args.quiet,
     )
@@ -99,7 +102,22 @@ def register(command: CommandFactory) -> None:
     tile.add_argument("--patch-size", type=int, default=256, help="patch side (scene sources)")
     tile.add_argument("--stride", type=int, default=None, help="patch stride (scene sources)")
     tile.add_argument("--shard-patches", type=int, default=16, help="patches per Zarr shard")
-    tile.add_argument("--split-seed", type=int, default=0, help="seed of the 8:1:1 split")
+    tile.add_argument("--split-seed", type=int, default=0, help="seed of the spatial split")
+    tile.add_argument(
+        "--split-method",
+        choices=("spatial", "official"),
+        default=schema_default("tiling", "split_method"),
+        help="spatial: whole scenes/ROIs per split, stratified by cloud cover; official: the "
+        "layout's published split (SEN12MS-CR)",
+    )
+    tile.add_argument(
+        "--split-fractions",
+        type=float,
+        nargs=3,
+        default=schema_default("tiling", "split_fractions"),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="shares of the spatial split (by patches, whole groups)",
+    )
     tile.add_argument(
         "--split-from", default=None, help="reuse a split: a .zarr store or a patch_id,split CSV"
     )

@@ -10,7 +10,8 @@ variable         dims                    dtype    meaning
 ``s1``           patch, sar_band, y, x   float32  backscatter in dB (VV, VH)
 ``landcover``    patch, y, x             uint8    class index, 255 = no label
 ``cloudmask``    patch, y, x             uint8    1 = cloud or shadow, 0 = clear, 255 = unknown
-``split``        patch                   str      train / val / test
+``split``        patch                   str      train / val / test (whole groups per split)
+``group``        patch                   str      spatial group: scene, ``ROIs_<roi>``, ...
 ``cloud_cover``  patch                   float32  cloud fraction of the patch (NaN if unknown)
 ``crs_wkt``      patch                   str      CRS of the patch as WKT
 ``transform``    patch, affine           float64  GDAL geotransform (c, a, b, f, d, e)
@@ -35,8 +36,15 @@ from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import PIECES
 from tdpcr.data.rasters import write_geotiff
 
-STORE_FORMAT_VERSION = 1
-PATCH_VARIABLES: tuple[str, ...] = ("split", "cloud_cover", "crs_wkt", "transform", "s1_shift_m")
+STORE_FORMAT_VERSION = 2
+PATCH_VARIABLES: tuple[str, ...] = (
+    "split",
+    "group",
+    "cloud_cover",
+    "crs_wkt",
+    "transform",
+    "s1_shift_m",
+)
 REQUIRED_ATTRS: tuple[str, ...] = (
     "tdpcr_store_version",
     "source_layout",

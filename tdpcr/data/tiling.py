@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 from zarr.codecs import BloscCodec
 
 from tdpcr import __version__
+from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import atomic_folder
 from tdpcr.core.specs import (
@@ -42,10 +44,17 @@ from tdpcr.core.specs import (
     S1_CLIP_DB,
     S2_BANDS,
     S2_SCALE,
+    SPLITS,
     cloud_bin_index,
 )
 from tdpcr.data.sources.base import PatchData, PatchRef, Source
-from tdpcr.data.split import apply_split, read_split_file, stratified_split
+from tdpcr.data.split import (
+    apply_split,
+    check_groups_within_splits,
+    official_split,
+    read_split_file,
+    spatial_split,
+)
 from tdpcr.data.store import STORE_FORMAT_VERSION
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,7 @@ class TilingSummary:
     patches: int
     pieces: list[str]
     splits: dict[str, int]
+    groups: dict[str, int]
     cloud_cover_bins: dict[str, int]
     seconds: float
     input_megabytes: float
@@ -82,6 +92,8 @@ def tile_source(
     shard_patches: int = 16,
     split_seed: int = 0,
     split_from: Path | None = None,
+    split_method: str = "spatial",
+    split_fractions: Sequence[float] | None = None,
     workers: int = 2,
     progress: bool = True,
 ) -> TilingSummary:
@@ -91,8 +103,13 @@ def tile_source(
         source: a reader from :func:`tdpcr.data.sources.make_source`.
         out: the ``.zarr`` folder to create (replaced if it exists, only once complete).
         shard_patches: patches per shard (one file per shard and variable).
-        split_seed: seed of the stratified 8:1:1 split.
+        split_seed: seed of the spatial split.
         split_from: reuse the split of an existing store or ``patch_id,split`` CSV.
+        split_method: ``spatial`` (whole groups, stratified by cloud cover, see
+            :func:`~tdpcr.data.split.spatial_split`) or ``official`` (the layout's published
+            split, SEN12MS-CR only). Ignored with ``split_from``.
+        split_fractions: train / val / test shares of the spatial split (default: the
+            schema's ``tiling.split_fractions``).
         workers: threads reading patches.
         progress: show a progress bar.
     """
@@ -114,11 +131,7 @@ def tile_source(
         metadata = _write_pixels(
             tmp, source, refs, pieces, patch_size, shard_patches, workers, progress
         )
-        ids = [ref.patch_id for ref in refs]
-        if split_from is not None:
-            splits = apply_split(ids, read_split_file(split_from), split_from)
-        else:
-            splits = stratified_split(ids, _covers_for_split(metadata), seed=split_seed)
+        splits = _splits(source, metadata, split_from, split_method, split_fractions, split_seed)
         _write_patch_variables(tmp, metadata, splits)
         # Attributes last: appending variables resets them, and a store without them is
         # rejected by open_store, which also guards against a half-written store.
@@ -140,12 +153,44 @@ def tile_source(
         source_layout=source.name,
         patches=len(refs),
         pieces=pieces,
-        splits={name: int((splits == name).sum()) for name in ("train", "val", "test")},
+        splits={name: int((splits == name).sum()) for name in SPLITS},
+        groups=_groups_per_split(metadata, splits),
         cloud_cover_bins=bins,
         seconds=round(time.perf_counter() - started, 3),
         input_megabytes=round(sum(m["input_bytes"] for m in metadata) / 1e6, 3),
         store_megabytes=round(_folder_bytes(out) / 1e6, 3),
     )
+
+
+def _splits(
+    source: Source,
+    metadata: list[dict],
+    split_from: Path | None,
+    method: str,
+    fractions: Sequence[float] | None,
+    seed: int,
+) -> np.ndarray:
+    """The split of every patch; no spatial group may have patches in two splits."""
+    if fractions is None:
+        fractions = schema_default("tiling", "split_fractions")
+    ids = [m["patch_id"] for m in metadata]
+    groups = [m["group"] for m in metadata]
+    if split_from is not None:
+        splits = apply_split(ids, read_split_file(split_from), split_from)
+    elif method == "official":
+        splits = official_split(groups, source.official_splits(), source.name)
+    else:
+        splits = spatial_split(ids, groups, _covers_for_split(metadata), seed, fractions)
+    check_groups_within_splits(groups, splits, split_from or f"{method} split")
+    return splits
+
+
+def _groups_per_split(metadata: list[dict], splits: np.ndarray) -> dict[str, int]:
+    """Number of spatial groups in each split."""
+    return {
+        name: len({m["group"] for m, s in zip(metadata, splits, strict=True) if s == name})
+        for name in SPLITS
+    }
 
 
 def _patch_size(source: Source, first: PatchRef) -> int:
@@ -286,6 +331,8 @@ def _piece_or_fill(
 def _patch_metadata(ref: PatchRef, patch: PatchData) -> dict:
     arrays = patch.arrays
     return {
+        "patch_id": ref.patch_id,
+        "group": ref.spatial_group,
         "cloud_cover": estimate_cloud_cover(arrays),
         "cloud_bin": patch.cloud_bin,
         "crs_wkt": patch.grid.crs.to_wkt() if patch.grid.crs is not None else "",
@@ -328,6 +375,7 @@ def _write_patch_variables(tmp: Path, metadata: list[dict], splits: np.ndarray) 
     ds = xr.Dataset(
         {
             "split": ("patch", np.asarray(splits, dtype=object)),
+            "group": ("patch", np.array([m["group"] for m in metadata], dtype=object)),
             "cloud_cover": ("patch", np.array([m["cloud_cover"] for m in metadata], np.float32)),
             "crs_wkt": ("patch", np.array([m["crs_wkt"] for m in metadata], dtype=object)),
             "transform": (("patch", "affine"), np.array([m["transform"] for m in metadata])),

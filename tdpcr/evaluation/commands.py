@@ -30,12 +30,57 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _uncertainty(args: argparse.Namespace):
+    from tdpcr.evaluation.tables import Uncertainty
+
+    return Uncertainty(args.resamples, args.bootstrap_seed, args.confidence)
+
+
 def _cmd_table(args: argparse.Namespace) -> None:
     from tdpcr.evaluation.tables import write_table
 
     complexity = Path(args.complexity) if args.complexity else None
-    rows = write_table(args.table, [Path(p) for p in args.evals], Path(args.out), complexity)
+    rows = write_table(
+        args.table,
+        [Path(p) for p in args.evals],
+        Path(args.out),
+        complexity,
+        seed_files=[[Path(p) for p in group.split(",")] for group in args.seed_evals],
+        uncertainty=_uncertainty(args),
+    )
     print(f"wrote {len(rows)} rows to {args.out}")
+
+
+def _cmd_claims(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.claims import write_claims
+
+    rows = write_claims([Path(p) for p in args.evals], Path(args.out), _uncertainty(args))
+    verdicts = ", ".join(f"{r['claim']}: {r['verdict']}" for r in rows)
+    print(f"wrote {len(rows)} claims to {args.out} ({verdicts})")
+
+
+def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
+    """Bootstrap options; their defaults are the schema's ``evaluation`` defaults."""
+    from tdpcr.core.config import schema_default
+
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=schema_default("evaluation", "bootstrap_resamples"),
+        help="bootstrap resamples of the confidence intervals",
+    )
+    parser.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        default=schema_default("evaluation", "bootstrap_seed"),
+        help="seed of the bootstrap resamples",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=schema_default("evaluation", "confidence"),
+        help="coverage of the intervals",
+    )
 
 
 def _cmd_figures(args: argparse.Namespace) -> None:
@@ -100,7 +145,24 @@ def register(command: CommandFactory) -> None:
     table.add_argument("table", choices=tuple(TABLES))
     table.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
     table.add_argument("--complexity", default=None, help="complexity CSV (table1)")
+    table.add_argument(
+        "--seed-evals",
+        nargs="*",
+        default=[],
+        metavar="A.json,B.json",
+        help="evaluations of further training seeds: one comma-separated list per seed",
+    )
     table.add_argument("--out", required=True, help="CSV to write")
+    _add_uncertainty_options(table)
+
+    claims = command(
+        "claims",
+        _cmd_claims,
+        "test the paper's claims as paired differences with bootstrap intervals (claims.csv)",
+    )
+    claims.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
+    claims.add_argument("--out", required=True, help="CSV to write")
+    _add_uncertainty_options(claims)
 
     figures = command(
         "figures", _cmd_figures, "draw Figures 3-5 (cloud removal, prompts, land-cover maps)"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import write_json_atomic
 from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
 from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
-from tdpcr.core.specs import CLASS_NAMES, CR_METRICS, IGNORE_INDEX, REGIONS, SEG_METRICS
+from tdpcr.core.specs import (
+    CLASS_IOU,
+    CLASS_NAMES,
+    CR_METRICS,
+    IGNORE_INDEX,
+    REGIONS,
+    SEG_METRICS,
+)
 from tdpcr.evaluation.methods import Method, get_method
 from tdpcr.models import create_model_from
 from tdpcr.training.variants import get_variant, model_kwargs
@@ -36,9 +44,11 @@ log = logging.getLogger(__name__)
 CONVENTIONS = (
     "PSNR: per image over all 13 bands, reflectance clamped to [0, 1], data range 1, mean over "
     "images (per-image PSNR capped at 100 dB). SSIM: 11x11 Gaussian window, sigma 1.5, "
-    "K1 0.01, K2 0.03, per band then mean over bands, 5-pixel border left out. PA / mIoU: one "
+    "K1 0.01, K2 0.03, per band then mean over bands, 5-pixel border left out. RMSE / MAE: "
+    "per image over all bands (reflectance); SAM: spectral angle per pixel in degrees, mean "
+    "over the image's pixels; each then averaged over images. PA / mIoU / iou_<class>: one "
     "confusion matrix over the split, label 255 ignored, mIoU over classes present. "
-    "_cloudy / _clear: pixels with cloud mask 1 / 0."
+    "_cloudy / _clear: pixels with cloud mask 1 or 2 (cloud, shadow) / 0."
 )
 
 
@@ -109,6 +119,90 @@ def tracking_target(config: Mapping[str, Any], enabled: bool) -> tuple[str, str]
     return resolve_uri(tracking["uri"]), str(config["name"])
 
 
+@dataclass
+class Scores:
+    """What one pass over a split measured: the meters and which patches they saw."""
+
+    reconstruction: ReconstructionMeter = field(default_factory=ReconstructionMeter)
+    segmentation: SegmentationMeter = field(
+        default_factory=lambda: SegmentationMeter(len(CLASS_NAMES), IGNORE_INDEX)
+    )
+    patch_ids: list[str] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+
+
+def score_split(
+    method: Method, models: Mapping[str, nn.Module], loader, device: torch.device
+) -> Scores:
+    """Run ``method`` over every batch of ``loader`` and score it patch by patch."""
+    scores = Scores()
+    with torch.inference_mode():
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast(device.type == "cuda"):
+                pred = predict(method, models, batch)
+            cloudmask = batch.get("cloudmask")
+            if method.scores_cr:
+                scores.reconstruction.update(pred["image"], batch["s2_clear"], cloudmask)
+            if method.scores_seg:
+                scores.segmentation.update(pred["logits"].argmax(1), batch["landcover"], cloudmask)
+            scores.patch_ids.extend(batch["patch_id"])
+            scores.indexes.extend(int(i) for i in batch["index"])
+    return scores
+
+
+def summarise(method: Method, scores: Scores) -> tuple[dict, dict, dict]:
+    """(metrics, per-class IoU by region, per-patch values) of a scored split.
+
+    Metrics are over the split (means over patches; PA / mIoU / per-class IoU of the summed
+    confusion matrices); the per-patch values (one entry per patch, in ``patch_id`` order) let
+    tables and claims bootstrap them.
+    """
+    metrics: dict[str, float] = {}
+    per_class: dict[str, dict[str, float]] = {}
+    per_patch: dict[str, Any] = {"patch_id": scores.patch_ids}
+    if method.scores_cr:
+        rec = scores.reconstruction.compute()
+        metrics.update({k: float(rec[k]) for k in CR_METRICS})
+        per_patch.update({k: v.tolist() for k, v in scores.reconstruction.per_image().items()})
+    if method.scores_seg:
+        seg = scores.segmentation.compute()
+        metrics.update({k: float(seg[k]) for k in SEG_METRICS})
+        for region in REGIONS:
+            values = dict(zip(CLASS_NAMES, seg[f"per_class_iou{region}"], strict=True))
+            per_class[region.removeprefix("_") or "all"] = values
+        metrics.update(dict(zip(CLASS_IOU, per_class["all"].values(), strict=True)))
+        per_patch["confusion"] = {
+            region.removeprefix("_") or "all": cm.tolist()
+            for region, cm in scores.segmentation.per_image().items()
+        }
+    return metrics, per_class, per_patch
+
+
+def _model_info(
+    models_dir: Path, metas: Mapping[str, CheckpointMeta], target: tuple[str, str] | None
+) -> dict[str, dict[str, Any]]:
+    """Checkpoint, step, config hash, validation metrics and MLflow run of every variant."""
+    info: dict[str, dict[str, Any]] = {}
+    for name, meta in metas.items():
+        run_id = None
+        config_hash = meta.extra.get("config_hash")
+        if target is not None and config_hash:
+            from tdpcr.tracking import find_variant_run
+
+            run_id = find_variant_run(target[0], target[1], name, config_hash)
+            if run_id is None:
+                log.warning("no MLflow run of %s (config hash %s) found", name, config_hash)
+        info[name] = {
+            "checkpoint": str(Path(models_dir) / name / "model.safetensors"),
+            "step": meta.step,
+            "config_hash": config_hash,
+            "mlflow_run_id": run_id or "",
+            "validation": meta.metrics,
+        }
+    return info
+
+
 def evaluate_method(
     config: Mapping[str, Any],
     method_name: str,
@@ -138,8 +232,10 @@ def evaluate_method(
 
     Returns:
         The JSON content: ``method``, ``metrics`` (flat; NaN where nothing could be scored),
-        ``per_class_iou``, ``models`` (checkpoint, step, run id per variant), ``mlflow_run_id``
-        (the evaluated runs' ids joined by ``;``, empty without tracking) and context.
+        ``per_class_iou``, ``per_patch`` (every score per test patch, and each patch's
+        confusion matrices), ``models`` (checkpoint, step, run id per variant),
+        ``mlflow_run_id`` (the evaluated runs' ids joined by ``;``, empty without tracking)
+        and context.
     """
     from tdpcr.data.dataset import make_loader
     from tdpcr.data.store import open_store
@@ -151,7 +247,7 @@ def evaluate_method(
     print(f"method {method.name}: device {device}, {torch_threads} torch threads", flush=True)
 
     models: dict[str, nn.Module] = {}
-    metas: dict[str, Any] = {}
+    metas: dict[str, CheckpointMeta] = {}
     for name in method.variants:
         models[name], metas[name] = load_variant_model(models_dir, name, config, device)
 
@@ -162,51 +258,12 @@ def evaluate_method(
     pieces = [*method.pieces(), *(["cloudmask"] if "cloudmask" in ds else [])]
     size = int(batch_size or config["train"]["val_batch_size"])
     loader = make_loader(store, split, batch_size=size, train=False, workers=0, pieces=pieces)
-
-    rec_meter = ReconstructionMeter()
-    seg_meter = SegmentationMeter(num_classes=len(CLASS_NAMES), ignore_index=IGNORE_INDEX)
-    with torch.inference_mode():
-        for batch in loader:
-            batch = to_device(batch, device)
-            with autocast(device.type == "cuda"):
-                pred = predict(method, models, batch)
-            cloudmask = batch.get("cloudmask")
-            if method.scores_cr:
-                rec_meter.update(pred["image"], batch["s2_clear"], cloudmask)
-            if method.scores_seg:
-                seg_meter.update(pred["logits"].argmax(1), batch["landcover"], cloudmask)
-
-    metrics: dict[str, float] = {}
-    per_class: dict[str, dict[str, float]] = {}
-    if method.scores_cr:
-        rec = rec_meter.compute()
-        metrics.update({k: float(rec[k]) for k in CR_METRICS})
-    if method.scores_seg:
-        seg = seg_meter.compute()
-        metrics.update({k: float(seg[k]) for k in SEG_METRICS})
-        for suffix in REGIONS:
-            part = suffix.removeprefix("_") or "all"
-            values = seg[f"per_class_iou{suffix}"]
-            per_class[part] = dict(zip(CLASS_NAMES, values, strict=True))
+    scores = score_split(method, models, loader, device)
+    metrics, per_class, per_patch = summarise(method, scores)
+    per_patch["group"] = ds["group"].values[scores.indexes].tolist()
 
     target = tracking_target(config, tracking)
-    model_info: dict[str, dict[str, Any]] = {}
-    for name, meta in metas.items():
-        run_id = None
-        config_hash = meta.extra.get("config_hash")
-        if target is not None and config_hash:
-            from tdpcr.tracking import find_variant_run
-
-            run_id = find_variant_run(target[0], target[1], name, config_hash)
-            if run_id is None:
-                log.warning("no MLflow run of %s (config hash %s) found", name, config_hash)
-        model_info[name] = {
-            "checkpoint": str(Path(models_dir) / name / "model.safetensors"),
-            "step": meta.step,
-            "config_hash": config_hash,
-            "mlflow_run_id": run_id or "",
-            "validation": meta.metrics,
-        }
+    model_info = _model_info(Path(models_dir), metas, target)
     run_ids = [info["mlflow_run_id"] for info in model_info.values() if info["mlflow_run_id"]]
     result: dict[str, Any] = {
         "method": method.name,
@@ -219,17 +276,19 @@ def evaluate_method(
         },
         "split": split,
         "patches": len(loader.dataset),
+        "groups": len(set(per_patch["group"])),
         "patch_size": int(ds.attrs["patch_size"]),
         "store": str(store),
         "device": str(device),
         "metrics": metrics,
         "per_class_iou": per_class,
-        "psnr_capped_images": rec_meter.num_capped if method.scores_cr else 0,
+        "psnr_capped_images": scores.reconstruction.num_capped if method.scores_cr else 0,
         "models": model_info,
         "mlflow_run_id": ";".join(run_ids),
         "metric_prefix": method.metric_prefix,
         "conventions": CONVENTIONS,
         "seconds": round(time.perf_counter() - started, 3),
+        "per_patch": per_patch,
     }
     if out is not None:
         write_json_atomic(Path(out), result)

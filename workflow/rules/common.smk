@@ -93,6 +93,8 @@ def tiling_options(wildcards):
         f"--patch-size {tiling['patch_size']}",
         f"--shard-patches {tiling['shard_patches']}",
         f"--split-seed {tiling['split_seed']}",
+        f"--split-method {tiling['split_method']}",
+        "--split-fractions " + " ".join(str(f) for f in tiling["split_fractions"]),
     ]
     if tiling["stride"]:
         options.append(f"--stride {tiling['stride']}")
@@ -129,6 +131,7 @@ def model_outputs(variants):
 # --- Evaluation stage (tables, figures) ---
 import re
 
+from tdpcr.evaluation.claims import claim_methods
 from tdpcr.evaluation.methods import METHODS, figure_variants
 from tdpcr.evaluation.tables import TABLES, table_methods
 
@@ -160,12 +163,27 @@ def table_inputs(wildcards):
     return inputs
 
 
+def uncertainty_options():
+    """Bootstrap options of `tdpcr table` and `tdpcr claims` from the `evaluation` section."""
+    evaluation = config["evaluation"]
+    return (
+        f"--resamples {evaluation['bootstrap_resamples']}"
+        f" --bootstrap-seed {evaluation['bootstrap_seed']}"
+        f" --confidence {evaluation['confidence']}"
+    )
+
+
 def table_options(wildcards, input):
     """`tdpcr table` arguments for the inputs of `table_inputs`."""
     options = "--evals " + " ".join(f"'{path}'" for path in input.evals)
     if "complexity" in input.keys():
         options += f" --complexity {input.complexity}"
-    return options
+    return f"{options} {uncertainty_options()}"
+
+
+def claim_evals():
+    """Evaluation JSONs the claims are tested on."""
+    return [f"results/eval/{method}.json" for method in claim_methods()]
 
 
 #: The paper's figures (rule `figures`) and the training curves (rule `training_curves`).
@@ -179,4 +197,5 @@ FIGURES = {
 
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
-    return [f"results/{table}.csv" for table in TABLE_NAMES] + list(FIGURES.values())
+    tables = [f"results/{table}.csv" for table in TABLE_NAMES]
+    return [*tables, "results/claims.csv", *FIGURES.values()]

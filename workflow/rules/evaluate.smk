@@ -48,6 +48,21 @@ rule table:
         "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
 
 
+rule claims:
+    input:
+        evals=claim_evals(),
+    output:
+        report("results/claims.csv", caption="../report/claims.rst", category="Tables"),
+    params:
+        options=uncertainty_options(),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/claims.log",
+    shell:
+        "tdpcr claims --evals {input.evals:q} --out {output} {params.options} > {log} 2>&1"
+
+
 rule figures:
     input:
         config=ancient(CONFIG_FILE),

@@ -38,6 +38,9 @@ class PatchRef:
         s2_offset: DN offset to subtract from S2 (1000 for processing baseline >= 04.00 data).
         band_indexes: piece -> 1-based band indexes to read when a file holds more bands than
             the store keeps (SEN12MS land cover: IGBP is band 1 of 4).
+        group: the spatial group the patch belongs to (its scene, ROI or SEN12MS-CR scene):
+            neighbouring patches of one group share fields, roads, clouds and SAR texture, so
+            splits keep every group in one split. Empty = the patch is a group of its own.
     """
 
     patch_id: str
@@ -46,6 +49,12 @@ class PatchRef:
     cloud_bin: str | None = None
     s2_offset: int = 0
     band_indexes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    group: str = ""
+
+    @property
+    def spatial_group(self) -> str:
+        """The group used for splitting (the patch id when the source gives none)."""
+        return self.group or self.patch_id
 
 
 @dataclass
@@ -105,6 +114,11 @@ class Source:
     def patches(self) -> list[PatchRef]:
         """Every patch, sorted by id, each with at least S2 (cloudy or clear)."""
         return list(self._refs)
+
+    def official_splits(self) -> dict[str, str]:
+        """Group -> split of a layout's published split (``tiling.split: official``); empty
+        when the layout has none."""
+        return {}
 
     def map_labels(self, landcover: np.ndarray) -> np.ndarray:
         """Map the source's label values onto the project's classes (0..6, 255 = no label)."""

@@ -21,6 +21,10 @@ Patch ids:
     without its ``%`` signs (``60-80_p22``) when the bins differ, or both
     (``60-80_ROIs_01_p22``). Ids therefore contain no path separators and no ``%``.
 
+Spatial groups:
+    ``ROIs_<roi>``: the patches of one region of interest are neighbours (splits keep a ROI
+    in one split).
+
 Land cover:
     The legend is undocumented upstream (values 2..6 are seen; 6 is the densest vegetation).
     The numeric values are kept as they are, so the project's class *names* do not describe
@@ -130,6 +134,7 @@ class LuojiaSetSource(Source):
                     files=files,
                     cloud_bin=key.cloud_bin,
                     s2_offset=S2_PB04_OFFSET,
+                    group=f"ROIs_{key.roi}" if key.roi else "",
                 )
                 for key, files in complete.items()
             ]

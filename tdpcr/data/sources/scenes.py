@@ -10,7 +10,7 @@ Layout, one folder per scene (any size, any UTM CRS)::
 
 Each scene is cut into ``patch_size`` patches on a regular grid with ``stride``; a partial last
 row or column is shifted back to end at the scene edge, so every pixel is covered and every
-patch is full size. Patch ids are ``<scene>_r<row>_c<col>``.
+patch is full size. Patch ids are ``<scene>_r<row>_c<col>``; a scene is one spatial group.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class SceneSource(Source):
                             patch_id=f"{scene_dir.name}_r{r}_c{c}",
                             files=files,
                             window=Window(col, row, patch_size, patch_size),
+                            group=scene_dir.name,
                         )
                     )
         self._set_patches(refs)

@@ -25,6 +25,9 @@ The csv splits are exposed by :meth:`Sen12MSCRSource.source_splits`.
 
 SEN12MS-CR has no cloud mask, so ``cloudmask`` is never in :attr:`Sen12MSCRSource.pieces`. Its S2
 predates processing baseline 04.00, so no DN offset is removed.
+
+Spatial groups are scenes, ``<season>_<scene>`` (``ROIs1970_fall_139``); the official scene
+split (UnCRtainTS, SEN12MS-CR) is :meth:`Sen12MSCRSource.official_splits`.
 """
 
 from __future__ import annotations
@@ -92,6 +95,26 @@ IGBP_TO_CLASS: dict[int, int] = {
 _IGBP_LUT = np.full(256, IGNORE_INDEX, dtype=np.uint8)
 for _igbp, _cls in IGBP_TO_CLASS.items():
     _IGBP_LUT[_igbp] = _cls
+
+#: The official SEN12MS-CR scene split, as the UnCRtainTS loader defines it
+#: (PatrickTUM/UnCRtainTS ``data/dataLoader.py``, class SEN12MSCR; docs/data-formats.md): the
+#: validation and test scenes per season; every other scene is training.
+OFFICIAL_SPLIT_SCENES: dict[str, dict[str, tuple[int, ...]]] = {
+    "val": {
+        "ROIs2017_winter": (22, 107, 130, 84),
+        "ROIs1868_summer": (19, 80, 127, 17),
+        "ROIs1970_fall": (65,),
+        "ROIs1158_spring": (17,),
+    },
+    "test": {
+        "ROIs1158_spring": (106, 123, 140, 31, 44),
+        "ROIs1868_summer": (119, 73),
+        "ROIs1970_fall": (139,),
+        "ROIs2017_winter": (108, 63),
+    },
+}
+#: A patch id ``<season>_<scene>_p<patch>``; its spatial group is ``<season>_<scene>``.
+_PATCH_ID_RE = re.compile(r"^(?P<group>(?P<season>ROIs\d{4}_[A-Za-z]+)_(?P<scene>\d+))_p\d+$")
 
 _SEASON_DIR_RE = re.compile(r"^(?P<season>ROIs\d{4}_[A-Za-z]+)_(?P<kind>s1|s2|s2_cloudy|lc)$")
 _NESTED_FILE_RE = re.compile(
@@ -191,6 +214,7 @@ class Sen12MSCRSource(Source):
                     patch_id=pid,
                     files=files,
                     band_indexes={"landcover": (IGBP_BAND,)} if "landcover" in files else {},
+                    group=scene_group(pid),
                 )
                 for pid, files in complete.items()
             ]
@@ -199,6 +223,17 @@ class Sen12MSCRSource(Source):
     def source_splits(self) -> dict[str, str]:
         """Patch id -> ``"train"``/``"val"``/``"test"`` from the flat layout's csv (else empty)."""
         return dict(self._splits)
+
+    def official_splits(self) -> dict[str, str]:
+        """Scene group -> split of the official SEN12MS-CR split (:data:`OFFICIAL_SPLIT_SCENES`)."""
+        splits = {}
+        for group in {ref.spatial_group for ref in self._refs}:
+            match = _PATCH_ID_RE.match(f"{group}_p0")
+            splits[group] = "train"
+            for split, seasons in OFFICIAL_SPLIT_SCENES.items():
+                if match and int(match["scene"]) in seasons.get(match["season"], ()):
+                    splits[group] = split
+        return splits
 
     def map_labels(self, landcover: np.ndarray) -> np.ndarray:
         """IGBP (1..17) to project classes via :data:`IGBP_TO_CLASS`; 0, 15, unknown -> 255."""
@@ -352,6 +387,12 @@ class Sen12MSCRSource(Source):
         for problem in problems:
             log.warning("%s: skipping %s", self.root, problem)
         return complete
+
+
+def scene_group(patch_id: str) -> str:
+    """``ROIs1970_fall_139_p839`` -> ``ROIs1970_fall_139`` (its scene); '' for other ids."""
+    match = _PATCH_ID_RE.match(patch_id)
+    return match["group"] if match else ""
 
 
 def _read_file_list(path: Path) -> list[tuple[str, dict[str, str], str]]:
