@@ -319,7 +319,7 @@ def estimate_cloud_cover(arrays: dict[str, np.ndarray]) -> float:
     if mask is not None:
         known = mask != 255
         if known.any():
-            return float((mask[known] == 1).mean())
+            return float(np.isin(mask[known], (1, 2)).mean())  # cloud or shadow
     if "s2_cloudy" in arrays and "s2_clear" in arrays:
         visible = list(VISIBLE_BAND_INDEXES)
         cloudy = arrays["s2_cloudy"][visible].astype(np.float32).mean(axis=0)
