@@ -970,7 +970,7 @@ def plot_report(report: dict[str, Any], out_png: Path) -> None:
             if f"{k}_over_clear" in diff
         )
         text += f"\nours: {ours}"
-    ax.set_title("(f) cloud opacity: true (synthetic) and apparent from cloudy/clear B2")
+    ax.set_title("(f) cloud opacity: true (synthetic), apparent from B2 (all)")
     ax.text(0.98, 0.98, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
     ax.legend(fontsize=6, loc="lower left")
 
