@@ -16,12 +16,17 @@ from tdpcr.core.specs import (
     cloud_bin_index,
 )
 from tdpcr.data import synthetic
-from tdpcr.data.clouds import apply_cloud_layer, make_cloud_layer
+from tdpcr.data.clouds import (
+    CLOUD_THRESHOLD,
+    SHADOW_THRESHOLD,
+    apply_cloud_layer,
+    make_cloud_layer,
+)
 from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes
 
 B2, B3, B4, B8, B10 = (S2_BANDS.index(b) for b in ("B2", "B3", "B4", "B8", "B10"))
 TREE, WATER, BUILT = (CLASS_NAMES.index(c) for c in ("tree", "water", "built-up"))
-PIECES = ("s2_clear", "s2_cloudy", "s1", "landcover", "cloudmask")
+PIECES = ("s2_clear", "s2_cloudy", "s1", "landcover", "cloudmask", "cloud_opacity")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,10 @@ def test_pieces_shapes_and_dtypes() -> None:
     assert scene["landcover"].shape == scene["cloudmask"].shape == (96, 96)
     assert scene["landcover"].dtype == scene["cloudmask"].dtype == np.uint8
     assert set(np.unique(scene["landcover"])) <= set(range(len(CLASS_NAMES))) | {255}
-    assert set(np.unique(scene["cloudmask"])) <= {0, 1}
+    assert set(np.unique(scene["cloudmask"])) == {0, 1, 2}
+    opacity = scene["cloud_opacity"]
+    assert opacity.shape == (96, 96) and opacity.dtype == np.float32
+    assert opacity.min() >= 0.0 and opacity.max() <= 1.0
     s1 = scene["s1"]
     assert np.isfinite(s1).all() and s1.max() <= 0.0 and s1.min() >= -35.0
     # Reflectance in plausible L1C range (x 1e4): nothing black, nothing saturated.
@@ -71,7 +79,7 @@ def test_ground_does_not_depend_on_the_requested_cloud_cover() -> None:
 
 @pytest.mark.parametrize("target", [0.0, 0.1, 0.35, 0.65, 0.9])
 def test_realised_cloud_cover_follows_the_target(target: float) -> None:
-    cover = generate_scene(96, seed=5, target_cloud_cover=target)["cloudmask"].mean()
+    cover = (generate_scene(96, seed=5, target_cloud_cover=target)["cloudmask"] > 0).mean()
     assert abs(cover - target) < 0.03
 
 
@@ -85,27 +93,28 @@ def test_class_spectral_and_backscatter_sanity(scenes: list[dict[str, np.ndarray
     assert ndvi[tree].mean() > 0.5 > ndvi[water].mean()
     assert ndvi[water].mean() < 0.0
     assert s2[B8][water].mean() < 0.05
-    assert s2[B8][tree].mean() > 0.25
+    # Forest NIR at L1C: 0.17-0.30 (real LuojiaSET forest ~0.2, docs/synthetic-data.md).
+    assert 0.17 < s2[B8][tree].mean() < 0.30
     assert s2[B10].mean() < 0.01  # cirrus band nearly black under a clear sky
     vv, vh = s1
     assert vv[built].mean() > vv[water].mean() + 10.0
-    assert vv[tree].mean() > vv[water].mean() + 10.0
-    assert -26.0 < vv[water].mean() < -19.0 and -33.0 < vh[water].mean() < -26.0
+    assert vv[tree].mean() > vv[water].mean() + 8.0
+    assert -26.0 < vv[water].mean() < -17.0 and -31.0 < vh[water].mean() < -22.0
     assert (vh < vv).mean() > 0.8  # cross-pol is weaker than co-pol
     assert vv[water].std() > 1.5  # speckle, not a flat class map
 
 
 def test_clouds_brighten_visible_bands_and_b10(scenes: list[dict[str, np.ndarray]]) -> None:
     for scene in scenes:
-        mask = scene["cloudmask"].astype(bool)
-        assert 0.3 < mask.mean() < 0.5
+        assert 0.3 < (scene["cloudmask"] > 0).mean() < 0.5
+        mask = scene["cloudmask"] == 1
         clear = scene["s2_clear"].astype(np.float64)
         cloudy = scene["s2_cloudy"].astype(np.float64)
         for band in (B2, B3, B4):
             assert cloudy[band][mask].mean() > clear[band][mask].mean() + 300
         # Cirrus band: black under clear sky, lit by (high) clouds.
         assert cloudy[B10][mask].mean() > 2 * clear[B10][mask].mean()
-        # Outside the mask only sub-threshold haze remains.
+        # Outside the mask only sub-threshold haze and the change between the dates remain.
         outside = np.abs(cloudy[B3][~mask] - clear[B3][~mask]).mean()
         inside = np.abs(cloudy[B3][mask] - clear[B3][mask]).mean()
         assert outside < 0.5 * inside
@@ -116,13 +125,30 @@ def test_shadows_are_displaced_clouds_that_darken_the_ground() -> None:
     layer = make_cloud_layer(128, 128, 0.4, rng)
     ground = np.full((len(S2_BANDS), 128, 128), 3000, dtype=np.uint16)
     cloudy = apply_cloud_layer(ground, layer)
-    cloud = layer.scene_opacity >= 0.1
-    shadow_only = (layer.shadow >= 0.1) & (layer.scene_opacity < 0.01)
+    cloud = layer.scene_opacity >= CLOUD_THRESHOLD
+    shadow = layer.shadow >= SHADOW_THRESHOLD
+    shadow_only = shadow & (layer.scene_opacity < 0.01)
     assert shadow_only.any() and cloud.any()
     assert not np.array_equal(shadow_only, cloud)
     assert cloudy[B8][shadow_only].mean() < 0.9 * 3000
     assert cloudy[B8][cloud].mean() > 3000
-    assert np.array_equal(layer.mask.astype(bool), cloud | (layer.shadow >= 0.1))
+    # 1 = cloud (thin haze included), 2 = shadow where not cloud: cloud wins where both.
+    assert np.array_equal(layer.mask == 1, cloud)
+    assert np.array_equal(layer.mask == 2, shadow & ~cloud)
+    assert (shadow & cloud).any()
+    assert layer.cover == pytest.approx((layer.mask > 0).mean())
+    assert layer.shadow_cover == pytest.approx((layer.mask == 2).mean())
+
+
+def test_cloud_mask_flags_thin_haze() -> None:
+    """Haze between the threshold and the old 0.1 is flagged; thinner veil is not."""
+    layer = make_cloud_layer(128, 128, 0.5, np.random.default_rng(3))
+    opacity = layer.scene_opacity
+    haze = (opacity >= CLOUD_THRESHOLD) & (opacity < 0.1)
+    assert haze.mean() > 0.01
+    assert (layer.mask[haze] == 1).all()
+    veil = opacity < CLOUD_THRESHOLD
+    assert (layer.mask[veil] != 1).all()
 
 
 def test_landcover_has_regions_edges_and_thin_structures(
@@ -166,6 +192,9 @@ def test_write_synthetic_scenes(tmp_path) -> None:
     covers = []
     for path in paths:
         assert sorted(f.name for f in path.iterdir()) == sorted(f"{p}.tif" for p in PIECES)
+        # Scene readers recognise a finished folder by s2_cloudy.tif: it is written last.
+        assert synthetic.SCENE_FILES[-1] == "s2_cloudy"
+        assert set(synthetic.SCENE_FILES) == set(PIECES)
         for piece in PIECES:
             with rasterio.open(path / f"{piece}.tif") as src:
                 epsg = src.crs.to_epsg()
@@ -179,14 +208,20 @@ def test_write_synthetic_scenes(tmp_path) -> None:
                     assert src.descriptions == S2_BANDS and src.dtypes[0] == "uint16"
                 elif piece == "s1":
                     assert src.descriptions == S1_BANDS and src.dtypes[0] == "float32"
+                elif piece == "cloud_opacity":
+                    assert src.descriptions == (piece,) and src.dtypes[0] == "float32"
                 else:
                     assert src.descriptions == (piece,) and src.dtypes[0] == "uint8"
                 if piece == "landcover":
                     assert src.colormap(1)[0][:3] == LANDCOVER_COLORS[0][:3]
                 if piece == "cloudmask":
                     mask = src.read(1)
-                    covers.append(float(mask.mean()))
-                    assert float(src.tags()["cloud_cover"]) == pytest.approx(mask.mean(), abs=1e-4)
+                    covers.append(float((mask > 0).mean()))
+                    assert set(np.unique(mask)) <= {0, 1, 2}
+                    cover = float(src.tags()["cloud_cover"])
+                    assert cover == pytest.approx((mask > 0).mean(), abs=1e-4)
+                    shadow = float(src.tags()["shadow_cover"])
+                    assert shadow == pytest.approx((mask == 2).mean(), abs=1e-4)
     assert len({cloud_bin_index(c) for c in covers}) >= 4, covers
     # Scene i aims at bin i % 5, and the files hold exactly what generate_scene returns.
     plans = scene_plan(5, size=64, seed=4)
@@ -200,6 +235,9 @@ def test_write_synthetic_scenes(tmp_path) -> None:
         assert src.crs.to_string() == plan.crs and src.transform == plan.transform
     with rasterio.open(tmp_path / "synth" / plan.name / "s1.tif") as src:
         assert np.array_equal(src.read(), expected["s1"])
+        assert src.tags()["acquisitions"].startswith("s2_clear: t0")
+    with rasterio.open(tmp_path / "synth" / plan.name / "cloud_opacity.tif") as src:
+        assert np.array_equal(src.read(1), expected["cloud_opacity"])
 
 
 def test_write_is_deterministic_and_differs_by_georeference(tmp_path) -> None:
@@ -207,6 +245,9 @@ def test_write_is_deterministic_and_differs_by_georeference(tmp_path) -> None:
     b = write_synthetic_scenes(tmp_path / "b", n_scenes=2, size=48, seed=9)
     crs = []
     for pa, pb in zip(a, b, strict=True):
+        # Same seed, same bytes: every file of the folder, not only the arrays.
+        for piece in PIECES:
+            assert (pa / f"{piece}.tif").read_bytes() == (pb / f"{piece}.tif").read_bytes(), piece
         with rasterio.open(pa / "s2_clear.tif") as sa, rasterio.open(pb / "s2_clear.tif") as sb:
             assert np.array_equal(sa.read(), sb.read())
             assert sa.crs == sb.crs and sa.transform == sb.transform
@@ -233,3 +274,32 @@ def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(synthetic, "write_geotiff", real)
     write_synthetic_scenes(tmp_path / "out", n_scenes=2, size=48, seed=1)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene00", "scene01"]
+
+
+def test_two_acquisitions_differ_by_a_short_time_gap() -> None:
+    """s2_cloudy (t1) is another date than s2_clear (t0): changed, but only a little."""
+    scene = generate_scene(128, seed=21, target_cloud_cover=0.0)
+    clear = scene["s2_clear"].astype(np.float64)
+    cloudy = scene["s2_cloudy"].astype(np.float64)
+    sky = scene["cloudmask"] == 0
+    assert sky.mean() > 0.95
+    assert not np.array_equal(clear, cloudy)
+    rel = np.abs(cloudy[B8] - clear[B8])[sky] / clear[B8][sky]
+    assert 0.005 < np.median(rel) < 0.15
+    # Per-band gain and offset of the atmosphere stay small (B10, ~0.002, is all offset) ...
+    ratio = cloudy[:, sky].mean(axis=1) / clear[:, sky].mean(axis=1)
+    ratio = np.delete(ratio, B10)
+    assert np.all(np.abs(ratio - 1.0) < 0.15), ratio
+    # ... and the scene is still recognisably the same place.
+    assert np.corrcoef(clear[B8][sky], cloudy[B8][sky])[0, 1] > 0.7
+
+
+def test_sar_is_not_a_function_of_the_optical_state(scenes: list[dict[str, np.ndarray]]) -> None:
+    """Within a class, VH barely follows NIR (real samples: |r| 0.02-0.35)."""
+    lc = _pooled(scenes, "landcover")
+    b8 = _pooled(scenes, "s2_clear")[B8].astype(np.float64)
+    vh = _pooled(scenes, "s1")[1].astype(np.float64)
+    for cls in (TREE, WATER, CLASS_NAMES.index("crop")):
+        sel = lc == cls
+        assert sel.sum() > 100
+        assert abs(np.corrcoef(vh[sel], b8[sel])[0, 1]) < 0.4, CLASS_NAMES[cls]

@@ -49,12 +49,20 @@ from tdpcr.core.specs import S2_BANDS, S2_SCALE
 #: Largest side (pixels) of the canvas on which the package's noise is generated; larger
 #: scenes get a coarser field, upsampled before thresholding.
 FIELD_MAX = 1024
-#: Mean cloud opacity from which a pixel counts as cloud (the package's ``segmentation_mask``
-#: default ``thin_range=(0.1, 0.1)``); thinner haze is left unmasked, as detectors miss it too.
-CLOUD_THRESHOLD = 0.1
-#: Shadow darkening from which a pixel counts as shadow (``segmentation_mask``'s
-#: ``shadow_threshold``).
+#: Reference-band cloud opacity from which a pixel counts as cloud (mask value 1), thin haze
+#: included. At 0.03 a cloud adds about 0.015-0.018 to the blue (B2) TOA reflectance of
+#: vegetation, soil or water (cloud B2 ~0.6): the brightening at which thin-cloud detectors
+#: (s2cloudless at its usual 0.4 probability with dilation, Sen2Cor's 0.012 cirrus test in B10)
+#: start to flag, and above the clear-sky aerosol variability between two dates (~0.01 in B2),
+#: below which no detector can tell haze from clear sky. The package's ``segmentation_mask``
+#: uses 0.1, which leaves visible haze unmasked; docs/synthetic-data.md has the reasoning and
+#: cloud_opacity.tif lets a user apply any other threshold.
+CLOUD_THRESHOLD = 0.03
+#: Shadow darkening (fraction of light removed) from which a pixel counts as cloud shadow
+#: (mask value 2) when it is not cloud (``segmentation_mask``'s ``shadow_threshold``).
 SHADOW_THRESHOLD = 0.1
+#: Mask values: clear, cloud (thin haze included), cloud shadow; 255 = unknown (not written).
+MASK_CLEAR, MASK_CLOUD, MASK_SHADOW = 0, 1, 2
 #: Largest per-band misregistration of the cloud (pixels); Sentinel-2's detectors view each
 #: band at a slightly different angle, so high clouds are displaced between bands (the
 #: package's ``channel_offset``).
@@ -110,19 +118,23 @@ class CloudLayer:
         opacity: (H+m, W+m) float32 cloud opacity on the canvas (scene at ``offset``, plus margins
             for band misregistration and shadows cast by clouds outside the scene).
         offset: (row, col) of the scene's top-left pixel in ``opacity``.
-        shadow: (H, W) float32 shadow darkening in [0, 1] (fraction of light removed).
-        mask: (H, W) uint8, 1 = cloud or cloud shadow.
+        shadow_shift: (row, col) from a ground pixel to the cloud that shades it, pixels.
+        shadow_strength: fraction of the light a fully opaque cloud removes from its shadow.
+        mask: (H, W) uint8, 0 = clear, 1 = cloud (opacity >= :data:`CLOUD_THRESHOLD`, thin
+            haze included), 2 = cloud shadow (darkening >= :data:`SHADOW_THRESHOLD`, not cloud).
         band_magnitude: (13,) cloud reflectance per band.
         band_opacity: (13,) opacity factor per band.
         band_shift: (13, 2) per-band (row, col) misregistration of the cloud, pixels.
         target_cover: the requested cover.
-        cover: the realised cover, ``mask.mean()``.
+        cover: the realised cover, ``(mask > 0).mean()`` (cloud or shadow).
+        shadow_cover: the fraction of shadow pixels, ``(mask == 2).mean()``.
         cloud_type: name of the package preset used.
     """
 
     opacity: np.ndarray
     offset: tuple[int, int]
-    shadow: np.ndarray
+    shadow_shift: tuple[int, int]
+    shadow_strength: float
     mask: np.ndarray
     band_magnitude: np.ndarray
     band_opacity: np.ndarray
@@ -130,6 +142,7 @@ class CloudLayer:
     target_cover: float
     cover: float
     cloud_type: str
+    shadow_cover: float = 0.0
 
     @property
     def scene_opacity(self) -> np.ndarray:
@@ -137,6 +150,21 @@ class CloudLayer:
         r, c = self.offset
         h, w = self.mask.shape
         return self.opacity[r : r + h, c : c + w]
+
+    def shadow_rows(self, row0: int, rows: int) -> np.ndarray:
+        """View of the canvas opacity that shades scene rows ``row0 .. row0 + rows``."""
+        (r, c), (dr, dc) = self.offset, self.shadow_shift
+        w = self.mask.shape[1]
+        return self.opacity[r + dr + row0 : r + dr + row0 + rows, c + dc : c + dc + w]
+
+    @property
+    def shadow(self) -> np.ndarray:
+        """(H, W) float32 shadow darkening in [0, 1] (fraction of light removed).
+
+        Computed from the canvas on each access (it is the displaced opacity x strength), so a
+        5490x5490 layer does not keep another full-size array.
+        """
+        return np.float32(self.shadow_strength) * self.shadow_rows(0, self.mask.shape[0])
 
 
 def _uniform(rng: np.random.Generator, value: float | list[float] | tuple[float, float]) -> float:
@@ -239,6 +267,13 @@ def _cover(
     return cloud, shadow, mask
 
 
+def _mask_values(cloud: np.ndarray, shadow: np.ndarray) -> np.ndarray:
+    """uint8 mask: 1 where cloud, else 2 where shadow, else 0 (cloud wins where both)."""
+    mask = np.where(shadow >= SHADOW_THRESHOLD, MASK_SHADOW, MASK_CLEAR).astype(np.uint8)
+    mask[cloud >= CLOUD_THRESHOLD] = MASK_CLOUD
+    return mask
+
+
 def make_cloud_layer(
     height: int, width: int, target_cover: float, rng: np.random.Generator
 ) -> CloudLayer:
@@ -246,11 +281,12 @@ def make_cloud_layer(
 
     Cover control: the package's normalised noise field ``F`` is generated for the drawn preset;
     opacity is ``clip(min + (max - min) * (F - t) / (max F - t))`` as in the package, but with
-    the threshold ``t`` free; cloud is opacity >= 0.1 and shadow is displaced opacity x
-    strength >= 0.1. The mask fraction falls monotonically with ``t``, so ``t`` is found by
-    bisection (30 steps) on the field, or on a strided sample of it for large scenes; if even
-    the lowest threshold cannot reach the target (a product of several fields is mostly near
-    zero), the field is redrawn with one factor fewer. The realised cover is measured on the
+    the threshold ``t`` free; cloud is opacity >= :data:`CLOUD_THRESHOLD` and shadow is
+    displaced opacity x strength >= :data:`SHADOW_THRESHOLD`. The mask fraction falls
+    monotonically with ``t``, so ``t`` is found by bisection (30 steps) on the field, or on a
+    strided sample of it for large scenes; if even the lowest threshold cannot reach the target
+    (a product of several fields is mostly near zero), the field is redrawn with one factor
+    fewer. The realised cover is measured on the
     full-resolution mask: it lands within about 0.005 of the target, a little lower near 1
     where the faintest parts of the field stay below the cloud threshold.
 
@@ -270,7 +306,9 @@ def make_cloud_layer(
     preset = getattr(scg, cloud_type)
     decay = _uniform(rng, preset["decay_factor"])
     locality = round(_uniform(rng, preset["locality_degree"]))
-    min_lvl = min(_uniform(rng, preset["min_lvl"]), 0.05)  # keep clear-sky haze below the mask
+    # The level everywhere outside the clouds: a faint veil kept below the mask threshold
+    # (a scene-wide haze would be flagged as cloud everywhere, which detectors do not do).
+    min_lvl = min(_uniform(rng, preset["min_lvl"]), 0.6 * CLOUD_THRESHOLD)
     # WIDE_CONFIG's max_lvl range starts at 0 (invisible clouds); a cloud should show.
     max_lvl = max(_uniform(rng, preset["max_lvl"]), 0.35)
     if cloud_type != "THIN_CONFIG":
@@ -328,33 +366,79 @@ def make_cloud_layer(
     threshold = high if target_cover <= 0.0 else 0.5 * (low + high)
     opacity = thickness.opacity(field, threshold)
     del field
-    _, shadow, mask = _cover(opacity, shift, offset, (height, width), strength)
-    mask_u8 = mask.astype(np.uint8)
+    cloud, shadow, _ = _cover(opacity, shift, offset, (height, width), strength)
+    mask_u8 = _mask_values(cloud, shadow)
+    del cloud, shadow
     return CloudLayer(
         opacity=opacity,
         offset=offset,
-        shadow=np.ascontiguousarray(shadow),
+        shadow_shift=(int(shift[0]), int(shift[1])),
+        shadow_strength=float(strength),
         mask=mask_u8,
         band_magnitude=magnitude.astype(np.float32),
         band_opacity=band_opacity,
         band_shift=band_shift,
         target_cover=float(target_cover),
-        cover=float(mask_u8.mean()),
+        cover=float((mask_u8 > 0).mean()),
         cloud_type=cloud_type,
+        shadow_cover=float((mask_u8 == MASK_SHADOW).mean()),
     )
+
+
+def cloud_band(
+    x: np.ndarray,
+    layer: CloudLayer,
+    band: int,
+    a: np.ndarray,
+    tmp: np.ndarray,
+    row0: int = 0,
+) -> None:
+    """Lay the cloud layer over one band of reflectance ``x``, in place.
+
+    ``x`` (h, W) float32 holds scene rows ``row0 .. row0 + h`` (the whole band by default; the
+    generator passes strips). Darken by the shadow (as the package's inverted ``mix``), blur the
+    ground under thin cloud a little (scattering), then mix in the cloud reflectance by opacity
+    (the package's ``mix`` with an explicit band magnitude). ``a`` and ``tmp`` are work buffers
+    of ``x``'s shape. The 5x5 blur reads 2 rows beyond a strip's edge: callers pass strips with
+    a margin.
+    """
+    height, width = x.shape
+    r0, c0 = layer.offset
+    np.multiply(
+        layer.shadow_rows(row0, height),
+        np.float32(-_SHADOW_BAND[band] * layer.shadow_strength),
+        out=tmp,
+    )
+    tmp += 1.0
+    x *= tmp
+    dr, dc = (int(v) for v in layer.band_shift[band])
+    top = r0 + dr + row0
+    np.multiply(
+        layer.opacity[top : top + height, c0 + dc : c0 + dc + width],
+        layer.band_opacity[band],
+        out=a,
+    )
+    np.minimum(a, 1.0, out=a)
+    # Ground seen through cloud loses contrast: blend towards a 5x5 mean by opacity.
+    uniform_filter(x, size=5, mode="nearest", output=tmp)
+    tmp -= x
+    tmp *= a
+    tmp *= 0.5
+    x += tmp
+    # x * (1 - a) + a * magnitude
+    np.subtract(layer.band_magnitude[band], x, out=tmp)
+    tmp *= a
+    x += tmp
 
 
 def apply_cloud_layer(clear: np.ndarray, layer: CloudLayer) -> np.ndarray:
     """Cloudy version of a clear (13, H, W) uint16 scene (reflectance x 1e4), band by band.
 
-    Per band: darken by the shadow (as the package's inverted ``mix``), blur the ground under
-    thin cloud a little (scattering), then mix in the cloud reflectance by opacity (the package's
-    ``mix`` with an explicit band magnitude). Working one band at a time keeps the memory of a
+    Each band goes through :func:`cloud_band`. Working one band at a time keeps the memory of a
     5490x5490 scene to a few single-band float arrays.
     """
     bands, height, width = clear.shape
     out = np.empty_like(clear)
-    r0, c0 = layer.offset
     # Three reused float buffers: fresh temporaries of a 5490x5490 band cost more in page
     # faults than in arithmetic.
     x = np.empty((height, width), dtype=np.float32)
@@ -362,26 +446,7 @@ def apply_cloud_layer(clear: np.ndarray, layer: CloudLayer) -> np.ndarray:
     tmp = np.empty_like(x)
     for b in range(bands):
         np.multiply(clear[b], np.float32(1.0 / S2_SCALE), out=x)
-        np.multiply(layer.shadow, np.float32(-_SHADOW_BAND[b]), out=tmp)
-        tmp += 1.0
-        x *= tmp
-        dr, dc = (int(v) for v in layer.band_shift[b])
-        np.multiply(
-            layer.opacity[r0 + dr : r0 + dr + height, c0 + dc : c0 + dc + width],
-            layer.band_opacity[b],
-            out=a,
-        )
-        np.minimum(a, 1.0, out=a)
-        # Ground seen through cloud loses contrast: blend towards a 5x5 mean by opacity.
-        uniform_filter(x, size=5, mode="nearest", output=tmp)
-        tmp -= x
-        tmp *= a
-        tmp *= 0.5
-        x += tmp
-        # x * (1 - a) + a * magnitude
-        np.subtract(layer.band_magnitude[b], x, out=tmp)
-        tmp *= a
-        x += tmp
+        cloud_band(x, layer, b, a, tmp)
         x *= np.float32(S2_SCALE)
         np.rint(x, out=x)
         np.clip(x, 0, np.iinfo(clear.dtype).max, out=x)

@@ -75,6 +75,12 @@ def _cmd_export_patch(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _cmd_realism(args: argparse.Namespace) -> None:
+    from tdpcr.data.realism import run_command
+
+    run_command(args)
+
+
 def _source_names() -> tuple[str, ...]:
     from tdpcr.data.sources import SOURCES
 
@@ -131,6 +137,29 @@ def register(command: CommandFactory) -> None:
 
     info = command("info", _cmd_info, "summarise a tile store")
     info.add_argument("store")
+
+    realism = command(
+        "realism",
+        _cmd_realism,
+        "measure the synthetic scenes against real Sentinel-1/2 samples (JSON + figure)",
+    )
+    realism.add_argument("--synthetic", required=True, help="folder of synthetic scene folders")
+    realism.add_argument(
+        "--realdata", default=None, help="../shared/realdata-style folder (used when it exists)"
+    )
+    realism.add_argument(
+        "--real",
+        action="append",
+        default=None,
+        metavar="KIND=PATH",
+        help="a real-data folder of a layout the report reads (tdpcr.data.realism.REAL_KINDS; "
+        "repeatable)",
+    )
+    realism.add_argument("--eval-clear", default=None, help="results/eval/segformer-clear.json")
+    realism.add_argument("--eval-cloudy", default=None, help="results/eval/segformer-cloudy.json")
+    realism.add_argument("--eval-sar", default=None, help="results/eval/segformer-sar.json")
+    realism.add_argument("--out", required=True, help="JSON to write")
+    realism.add_argument("--figure", required=True, help="PNG to write")
 
     export = command("export-patch", _cmd_export_patch, "write one stored patch as a GeoTIFF")
     export.add_argument("store")

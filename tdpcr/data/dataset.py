@@ -30,7 +30,7 @@ class TileDataset(Dataset):
     - ``s2_cloudy``, ``s2_clear``: float32 (13, H, W) reflectance in [0, 1]
     - ``s1``: float32 (2, H, W) VV, VH scaled to [0, 1]
     - ``landcover``: int64 (H, W) class index, 255 = ignore
-    - ``cloudmask``: uint8 (H, W) 1 = cloud/shadow, 0 = clear, 255 = unknown
+    - ``cloudmask``: uint8 (H, W) 0 = clear, 1 = cloud, 2 = cloud shadow, 255 = unknown
     - ``index``: int, the patch's position in the store; ``patch_id``: str
 
     Args:

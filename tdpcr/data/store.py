@@ -9,7 +9,7 @@ variable         dims                    dtype    meaning
 ``s2_clear``     patch, band, y, x       uint16   same, cloud-free reference
 ``s1``           patch, sar_band, y, x   float32  backscatter in dB (VV, VH)
 ``landcover``    patch, y, x             uint8    class index, 255 = no label
-``cloudmask``    patch, y, x             uint8    1 = cloud or shadow, 0 = clear, 255 = unknown
+``cloudmask``    patch, y, x             uint8    0 clear, 1 cloud, 2 shadow, 255 unknown
 ``split``        patch                   str      train / val / test (whole groups per split)
 ``group``        patch                   str      spatial group: scene, ``ROIs_<roi>``, ...
 ``cloud_cover``  patch                   float32  cloud fraction of the patch (NaN if unknown)

@@ -38,6 +38,8 @@ from tdpcr.core.io import atomic_folder
 from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
+    CLOUDMASK_UNKNOWN,
+    CORRUPTED_VALUES,
     IGNORE_INDEX,
     PIECES,
     S1_BANDS,
@@ -245,7 +247,7 @@ def _write_template(
 
 def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
     if "cloudmask" in pieces:
-        cover_method = "fraction of cloudmask == 1 over known pixels"
+        cover_method = "fraction of cloudmask 1 (cloud) or 2 (shadow) over known pixels"
     else:
         cover_method = (
             "estimated: fraction of pixels whose mean B2-B4 reflectance is more than "
@@ -349,9 +351,9 @@ def estimate_cloud_cover(arrays: dict[str, np.ndarray]) -> float:
     """
     mask = arrays.get("cloudmask")
     if mask is not None:
-        known = mask != 255
+        known = mask != CLOUDMASK_UNKNOWN
         if known.any():
-            return float((mask[known] == 1).mean())
+            return float(np.isin(mask[known], CORRUPTED_VALUES).mean())  # cloud or shadow
     if "s2_cloudy" in arrays and "s2_clear" in arrays:
         visible = list(VISIBLE_BAND_INDEXES)
         cloudy = arrays["s2_cloudy"][visible].astype(np.float32).mean(axis=0)

@@ -26,9 +26,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from tdpcr.core.errors import InputDataError
+from tdpcr.core.metrics import corrupted
 from tdpcr.core.rendering import class_colors, landcover_rgb, rgb_composite, stretch
 from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
-from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.core.specs import CLASS_NAMES, CLOUDMASK_UNKNOWN, IGNORE_INDEX
 from tdpcr.evaluation.methods import FIG3_METHODS, FIG4_VARIANT, FIG5_METHODS, get_method
 
 #: Output resolution of every figure.
@@ -147,8 +148,8 @@ def _run(method_name: str, models: _Models, batch: Mapping[str, Any]) -> dict[st
 def _row_label(batch: Mapping[str, Any], row: int) -> str:
     if "cloudmask" in batch:
         mask = batch["cloudmask"][row]
-        known = mask != 255
-        cover = float((mask[known] == 1).float().mean()) if bool(known.any()) else math.nan
+        known = mask != CLOUDMASK_UNKNOWN
+        cover = float(corrupted(mask[known]).float().mean()) if bool(known.any()) else math.nan
         return f"{batch['patch_id'][row]}\ncloud {100 * cover:.0f} %"
     return str(batch["patch_id"][row])
 

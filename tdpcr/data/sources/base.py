@@ -16,11 +16,18 @@ import numpy as np
 from rasterio.windows import Window
 
 from tdpcr.core.errors import InputDataError
-from tdpcr.core.specs import OPTICAL_PIECES, PIECES
+from tdpcr.core.specs import (
+    CLOUDMASK_UNKNOWN,
+    CORRUPTED_VALUES,
+    OPTICAL_PIECES,
+    PIECES,
+)
 from tdpcr.data.rasters import Grid, read_raster
 
 log = logging.getLogger(__name__)
 
+#: Cloud-mask values a source may already use (clear, cloud, shadow, unknown).
+MASK_VALUES: tuple[int, ...] = (0, *CORRUPTED_VALUES, CLOUDMASK_UNKNOWN)
 #: Largest tolerated misregistration between pieces, in reference pixels.
 MAX_SUBPIXEL_SHIFT = 1.0
 
@@ -199,6 +206,23 @@ def read_patch(ref: PatchRef) -> PatchData:
     return PatchData(ref.patch_id, arrays, reference, s1_shift, ref.cloud_bin)
 
 
+def _cloudmask_values(data: np.ndarray) -> np.ndarray:
+    """A source's cloud mask in the store's values: 0 clear, 1 cloud, 2 shadow, 255 unknown.
+
+    Integer masks already in those values (the synthetic scenes, ``tdpcr synth``) are kept as
+    they are; binary masks in other encodings (LuojiaSET's float 0/1, 0/255, percentages)
+    become 0/1 with anything above half their range counted as cloud.
+    """
+    if data.dtype.kind in "iu":
+        present = set(np.unique(data).tolist())
+        if present <= set(MASK_VALUES) and present & set(CORRUPTED_VALUES):
+            return data.astype(np.uint8)
+    values = np.nan_to_num(data.astype(np.float32), nan=0.0)
+    if values.max(initial=0) > 1.0:
+        values = values / values.max()
+    return (values >= 0.5).astype(np.uint8)
+
+
 def _to_store_dtype(piece: str, data: np.ndarray, path: Path, s2_offset: int) -> np.ndarray:
     """Convert raw file values of ``piece`` to the store's dtype and value convention."""
     if data.dtype.kind == "f":
@@ -216,11 +240,7 @@ def _to_store_dtype(piece: str, data: np.ndarray, path: Path, s2_offset: int) ->
     if piece == "s1":
         return data.astype(np.float32)
     if piece == "cloudmask":
-        values = np.nan_to_num(data.astype(np.float32), nan=0.0)
-        if values.max(initial=0) > 1.0:
-            # Masks stored as 0/255 or percentages: anything above half the range is cloud.
-            values = values / values.max()
-        return (values >= 0.5).astype(np.uint8)
+        return _cloudmask_values(data)
     if piece == "landcover":
         if data.dtype.kind == "f":
             data = np.nan_to_num(data, nan=255)

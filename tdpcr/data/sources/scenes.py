@@ -6,7 +6,7 @@ Layout, one folder per scene (any size, any UTM CRS)::
     root/<scene>/s2_clear.tif    optional, same grid
     root/<scene>/s1.tif          2 bands float32 dB (VV, VH), same grid (sub-pixel shifts tolerated)
     root/<scene>/landcover.tif   optional, uint8, 255 = no label
-    root/<scene>/cloudmask.tif   optional, uint8 0/1
+    root/<scene>/cloudmask.tif   optional, uint8 0 clear, 1 cloud, 2 shadow (or 0/1)
 
 Each scene is cut into ``patch_size`` patches on a regular grid with ``stride``; a partial last
 row or column is shifted back to end at the scene edge, so every pixel is covered and every

@@ -1,0 +1,41 @@
+# Realism report: the synthetic default measured against the real Sentinel-1/2 samples in
+# ../shared/realdata (when that folder exists; without it the report covers the synthetic
+# scenes only), next to the Direct-protocol difficulty ratios of the trained segmenters.
+from pathlib import Path
+
+#: Real samples beside the repository (README of ../shared/realdata); absent in a user's clone.
+REALDATA_ROOT = Path("../shared/realdata")
+#: The Direct-protocol evaluations whose mIoU ratios the report sets beside the paper's.
+REALISM_EVALS = {
+    f"eval_{key}": f"results/eval/segformer-{key}.json" for key in ("clear", "cloudy", "sar")
+}
+
+
+#: In `all` when a synthetic dataset is configured.
+REALISM_OUTPUTS = (
+    ["results/synthetic_realism.json", "results/figures/synthetic_realism.png"]
+    if SYNTHETIC_ROOT
+    else []
+)
+
+
+rule synthetic_realism:
+    input:
+        scenes=SYNTHETIC_ROOT,
+        **REALISM_EVALS,
+    output:
+        json="results/synthetic_realism.json",
+        figure="results/figures/synthetic_realism.png",
+    params:
+        realdata=(
+            f"--realdata {REALDATA_ROOT.resolve()}" if REALDATA_ROOT.exists() else ""
+        ),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/synthetic_realism.log",
+    shell:
+        "tdpcr realism --synthetic {input.scenes} {params.realdata}"
+        " --eval-clear {input.eval_clear} --eval-cloudy {input.eval_cloudy}"
+        " --eval-sar {input.eval_sar}"
+        " --out {output.json} --figure {output.figure} > {log} 2>&1"
