@@ -60,7 +60,7 @@ def trained(scene_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     config["train"].update(
         crop=32,
-        steps={"phase1": 2, "phase2": 2, "joint": 2, "baseline": 2, "segformer": 2},
+        steps={"phase1": 2, "phase2": 2},
         val_every=2,
         val_max_batches=1,
     )

@@ -27,7 +27,7 @@ def tiny_config() -> dict:
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     config["train"].update(
         crop=32,
-        steps={"phase1": 4, "phase2": 3, "joint": 2, "baseline": 2, "segformer": 2},
+        steps={"phase1": 4, "phase2": 3},
         val_every=2,
         val_max_batches=2,
     )

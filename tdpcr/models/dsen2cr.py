@@ -5,8 +5,10 @@ deep residual neural network and SAR-optical data fusion" (ISPRS J. 2020) and it
 code (ameraner/dsen2-cr, ``Code/dsen2cr_network.py``): concat S2 + S1 -> 3x3 conv + ReLU ->
 residual blocks (3x3 conv, ReLU, 3x3 conv, scaled, added) -> 3x3 conv to the S2 bands, added
 to the cloudy S2 input (long skip). The Keras code defaults to 32 blocks; the model the paper
-tables compare against has 16, as here. At that size (256 features) it has 18,947,341
-parameters and 1,241.2 G MACs on one 256 x 256 sample.
+tables compare against has 16, as here. Initialisation as the reference (He uniform, zero
+biases) except the tail conv, which starts at zero so the model starts at the identity (the
+rule for every residual reconstruction model of this project). At that size (256 features) it
+has 18,947,341 parameters and 1,241.2 G MACs on one 256 x 256 sample.
 
 Shapes use B = batch, H/W = height/width.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from tdpcr.models.nafnet import zero_init_
 
 
 class ResidualBlock(nn.Module):
@@ -64,11 +68,15 @@ class DSen2CR(nn.Module):
             *[ResidualBlock(features, residual_scale) for _ in range(num_blocks)]
         )
         self.tail = nn.Conv2d(features, in_optical, kernel_size=3, padding=1)
-        # The reference initialises every conv with Keras' he_uniform and zero biases.
+        # The reference initialises every conv with Keras' he_uniform and zero biases...
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        # ...but its tail, like every residual reconstruction model here (TDP-CR's ending
+        # conv too), starts at zero: the untrained model returns the cloudy input (identity)
+        # instead of the input plus He-scaled noise (tdpcr.models.nafnet.zero_init_).
+        zero_init_(self.tail)
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor) -> dict[str, torch.Tensor]:
         x = torch.cat([optical, sar], dim=1)

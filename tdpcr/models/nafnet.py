@@ -134,3 +134,18 @@ def naf_upsample(channels: int) -> nn.Sequential:
         nn.Conv2d(channels, 2 * channels, kernel_size=1, bias=False),
         nn.PixelShuffle(2),
     )
+
+
+def zero_init_(conv: nn.Conv2d) -> nn.Conv2d:
+    """Zero a convolution's weights and bias in place (returns it).
+
+    The project's one initialisation rule for residual reconstruction models (TDP-CR,
+    DSen2-CR): the last conv of the residual branch starts at zero, so an untrained model
+    outputs its cloudy input exactly, the identity, like NAFNet's zero-initialised block
+    scales; gradients still reach that conv (its input is not zero), so it leaves zero at
+    the first step.
+    """
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv

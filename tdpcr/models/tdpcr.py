@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tdpcr.models.nafnet import naf_downsample, naf_stage, naf_upsample
+from tdpcr.models.nafnet import naf_downsample, naf_stage, naf_upsample, zero_init_
 
 PGFMode = Literal["both", "global", "local"]
 PGF_MODES: tuple[str, ...] = ("both", "global", "local")
@@ -303,7 +303,9 @@ class TDPCR(nn.Module):
         self.dec_stages = nn.ModuleList(
             naf_stage(c, n, dropout) for c, n in zip(dec_channels, dec_blocks, strict=True)
         )
-        self.ending = nn.Conv2d(width, out_channels, kernel_size=3, padding=1)
+        # Zero-initialised: the untrained model returns the cloudy input (identity), the
+        # initialisation rule of every residual reconstruction model here (see zero_init_).
+        self.ending = zero_init_(nn.Conv2d(width, out_channels, kernel_size=3, padding=1))
 
         self.seg_head: SegmentationHead | None = None
         if num_classes is not None:

@@ -49,9 +49,9 @@ from tdpcr.core.runtime import Runtime, autocast, setup_runtime
 from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.data.dataset import ResumableSampler, make_loader
 from tdpcr.models import create_model
-from tdpcr.models.peft import set_trainable
+from tdpcr.models.peft import parameter_groups, set_trainable
 from tdpcr.training.steps import compute_loss, forward
-from tdpcr.training.variants import Variant, get_variant, model_kwargs
+from tdpcr.training.variants import Variant, get_variant, model_kwargs, step_budget
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,20 @@ def build_model(
 
 
 def make_optimizer(
-    model: nn.Module, train: dict, total_steps: int
+    model: nn.Module, train: dict, total_steps: int, variant: Variant
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over the trainable parameters; 5 % linear warm-up, then cosine decay to 0."""
+    """AdamW over the trainable parameters; 5 % linear warm-up, then cosine decay to 0.
+
+    A variant that starts from a checkpoint (phase 2, FPFT) gives each TDP-CR parameter group
+    (``TDPCR.PARAM_GROUPS``: the new head, the pretrained prompt generator and PGF, ...) the
+    learning rate ``train.finetune_lr.<group>``, ``train.lr`` where none is set.
+    """
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=float(train["lr"]), weight_decay=float(train["weight_decay"])
-    )
+    lr = float(train["lr"])
+    groups: list[dict[str, Any]] = [{"params": trainable}]
+    if variant.init_from is not None and variant.model == "tdpcr":
+        groups = _finetune_groups(model, train["finetune_lr"], lr)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=float(train["weight_decay"]))
     warmup = max(1, int(0.05 * total_steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -136,6 +143,24 @@ def make_optimizer(
         ),
     )
     return optimizer, scheduler
+
+
+def _finetune_groups(model: nn.Module, rates: dict, lr: float) -> list[dict[str, Any]]:
+    """One optimizer group per trainable TDP-CR parameter group, with its learning rate."""
+    named = parameter_groups(model)
+    unknown = sorted(set(rates) - set(named))
+    if unknown:
+        raise ConfigError(
+            f"config key 'train.finetune_lr.{unknown[0]}': not a TDP-CR parameter group; "
+            f"expected one of {', '.join(named)}"
+        )
+    groups = []
+    for group, pairs in named.items():
+        params = [p for _, p in pairs if p.requires_grad]
+        if params:
+            rate = rates.get(group)
+            groups.append({"params": params, "lr": lr if rate is None else float(rate)})
+    return groups
 
 
 @dataclass
@@ -246,8 +271,23 @@ def validate(
     return {k: float(v) for k, v in metrics.items()}
 
 
-def selection_metric(variant: Variant) -> str:
-    """The validation metric that picks the best checkpoint."""
+def selection_score(variant: Variant, metrics: dict[str, float], psnr_weight: float) -> float:
+    """The validation score that picks the best checkpoint (higher is better).
+
+    Cloud removal alone: PSNR (dB); segmentation alone: mIoU. A variant with both tasks
+    (TDP-CR phase 2, FPFT, joint training) weighs both: ``mIoU + psnr_weight * PSNR``, so with
+    the default 0.01 one dB of PSNR counts as much as one point of mIoU and a checkpoint that
+    gains segmentation by giving up reconstruction is not preferred.
+    """
+    if variant.segmentation and variant.reconstruction:
+        return metrics["val/miou"] + psnr_weight * metrics["val/psnr"]
+    return metrics["val/miou"] if variant.segmentation else metrics["val/psnr"]
+
+
+def selection_name(variant: Variant, psnr_weight: float) -> str:
+    """How the best checkpoint was chosen, as recorded in its metadata."""
+    if variant.segmentation and variant.reconstruction:
+        return f"val/miou + {psnr_weight:g} * val/psnr"
     return "val/miou" if variant.segmentation else "val/psnr"
 
 
@@ -368,8 +408,9 @@ class _Run:
             metrics = validate(self.model, self.variant, val_loader, self.runtime, max_batches)
             if self.tracker is not None:
                 self.tracker.log_metrics(metrics, step)
-            selection = selection_metric(self.variant)
-            value = metrics[selection]
+            weight = float(self.train["selection_psnr_weight"])
+            selection = selection_name(self.variant, weight)
+            value = selection_score(self.variant, metrics, weight)
             log.info("%s step %d: %s", self.variant.name, step, metrics)
             best = self.progress
             if value > best.best_value or not (self.best_dir / "meta.json").exists():
@@ -479,7 +520,7 @@ def train_variant(
     runtime = setup_runtime(threads, force_cpu=force_cpu)
     out_dir, store = Path(out_dir), Path(store)
     out_dir.mkdir(parents=True, exist_ok=True)
-    total_steps = int(train["steps"][variant.steps_key])
+    total_steps = step_budget(variant, train["steps"])
     digest = config_hash(config, variant)
 
     seed = int(train["seed"])
@@ -491,7 +532,7 @@ def train_variant(
     model.to(runtime.device)
     if runtime.cuda:
         model = model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, train, total_steps)
+    optimizer, scheduler = make_optimizer(model, train, total_steps, variant)
     run = _Run(
         config, variant, runtime, out_dir, model, kwargs, optimizer, scheduler, digest,
         total_steps, tracker,

@@ -40,7 +40,9 @@ class Variant:
         init_from: variant whose checkpoint initialises this one.
         pgf_mode: ``both``, ``global`` or ``local`` (TDP-CR only).
         seg_input: store piece a segmenter reads (``s2_clear``, ``s2_cloudy``, ``s1``).
-        steps_key: which ``train.steps`` entry sets its length.
+        steps_key: its optimizer-step budget: ``phase1`` or ``phase2`` (the ``train.steps``
+            entries), or ``total`` = phase 1 + phase 2, the budget of every model trained in a
+            single run (see :func:`step_budget`).
         description: one line for tables and MLflow.
     """
 
@@ -103,7 +105,7 @@ def _segformer(name: str, seg_input: str, label: str) -> Variant:
         reconstruction=False,
         segmentation=True,
         seg_input=seg_input,
-        steps_key="segformer",
+        steps_key="total",
         description=f"SegFormer on {label}",
     )
 
@@ -121,7 +123,7 @@ VARIANTS: dict[str, Variant] = {
             reconstruction=True,
             segmentation=True,
             strategy="fpft",
-            steps_key="joint",
+            steps_key="total",
             description="TDP-CR joint training from scratch",
         ),
         Variant(
@@ -141,7 +143,7 @@ VARIANTS: dict[str, Variant] = {
             phase=0,
             reconstruction=True,
             segmentation=False,
-            steps_key="baseline",
+            steps_key="total",
             description="DSen2-CR (SAR-optical cloud removal baseline)",
         ),
         _segformer("segformer-clear", "s2_clear", "cloud-free optical"),
@@ -149,6 +151,20 @@ VARIANTS: dict[str, Variant] = {
         _segformer("segformer-sar", "s1", "SAR"),
     ]
 }
+
+
+def step_budget(variant: Variant, steps: dict) -> int:
+    """Optimizer steps of ``variant`` under the config's ``train.steps``.
+
+    The fairness rule of every table: each model gets the same number of optimizer steps on
+    the same batch and crop, counted from its random initialisation. TDP-CR spends them in two
+    phases (``phase1`` then ``phase2``: its Full model is trained ``phase1 + phase2`` steps,
+    its CR-only model is the phase-1 checkpoint); every model trained in one run (joint
+    training, DSen2-CR, the SegFormers) gets ``phase1 + phase2``.
+    """
+    if variant.steps_key == "total":
+        return int(steps["phase1"]) + int(steps["phase2"])
+    return int(steps[variant.steps_key])
 
 
 def get_variant(name: str) -> Variant:
