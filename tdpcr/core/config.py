@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,38 @@ def schema() -> dict[str, Any]:
 def schema_path() -> Path:
     """Filesystem path of the schema, for ``snakemake.utils.validate``."""
     return Path(str(resources.files("tdpcr").joinpath("schemas/config.schema.yaml")))
+
+
+class NumberLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 does (``1e-3``, ``1_000`` are numbers).
+
+    PyYAML implements YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is a
+    string, a trap for anyone typing a learning rate; YAML 1.2 (and every other parser users
+    know) reads it as a number. The implicit float resolver is replaced by a 1.2-style one.
+    """
+
+
+NumberLoader.yaml_implicit_resolvers = {
+    key: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+NumberLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`NumberLoader`."""
+    return yaml.load(text, Loader=NumberLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 #: The shipped configs (``config/<name>.yaml`` of the repository).
@@ -91,12 +124,37 @@ def load_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return validate_config(config, str(path))
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Set dotted keys (``train.lr=3e-4``) in a copy of ``config`` and validate it again.
+
+    Values are YAML (``3e-4``, ``[1, 2]``, ``null``); the schema then checks every key and type.
+    Used for sweeps and extra training seeds, which differ from the workflow config only in
+    these keys.
+    """
+    config = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        try:
+            node[parts[-1]] = load_yaml(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: value is not YAML") from None
+    return validate_config(config, source)
 
 
 def schema_default(*keys: str) -> Any:

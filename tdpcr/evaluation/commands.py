@@ -59,6 +59,24 @@ def _cmd_claims(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} claims to {args.out} ({verdicts})")
 
 
+def _cmd_readme_results(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.report import render, update_readme
+
+    if args.readme:
+        snapshot = Path(args.snapshot) if args.snapshot else None
+        update_readme(Path(args.results), Path(args.readme), snapshot)
+        print(f"updated {args.readme} from {args.results}")
+    else:
+        print(render(Path(args.results)))
+
+
+def _cmd_sweep_table(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.sweeps import write_sweep
+
+    rows = write_sweep([Path(p) for p in args.evals], Path(args.out), Path(args.figure))
+    print(f"wrote {len(rows)} sweep points to {args.out} and {args.figure}")
+
+
 def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
     """Bootstrap options; their defaults are the schema's ``evaluation`` defaults."""
     from tdpcr.core.config import schema_default
@@ -163,6 +181,24 @@ def register(command: CommandFactory) -> None:
     claims.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
     claims.add_argument("--out", required=True, help="CSV to write")
     _add_uncertainty_options(claims)
+
+    readme = command(
+        "readme-results",
+        _cmd_readme_results,
+        "render Tables I-III and the claims from their CSVs as Markdown (or into the README)",
+    )
+    readme.add_argument("--results", default="results", help="folder with table*.csv, claims.csv")
+    readme.add_argument("--readme", default=None, help="README to update between its markers")
+    readme.add_argument("--snapshot", default=None, help="copy the rendered CSVs here")
+
+    sweep = command(
+        "sweep-table",
+        _cmd_sweep_table,
+        "the phase-2 sweep's points (validation PSNR, mIoU, settings) as CSV and a figure",
+    )
+    sweep.add_argument("--evals", nargs="+", required=True, help="the points' val evaluations")
+    sweep.add_argument("--out", required=True, help="CSV to write")
+    sweep.add_argument("--figure", required=True, help="PNG to write")
 
     figures = command(
         "figures", _cmd_figures, "draw Figures 3-5 (cloud removal, prompts, land-cover maps)"

@@ -275,6 +275,7 @@ def evaluate_method(
             "segmentation_input": method.seg_source,
         },
         "split": split,
+        "train_seed": int(config["train"]["seed"]),
         "patches": len(loader.dataset),
         "groups": len(set(per_patch["group"])),
         "patch_size": int(ds.attrs["patch_size"]),

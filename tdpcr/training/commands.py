@@ -17,10 +17,12 @@ def _make_tracker(config: dict, enabled: bool = True):
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from tdpcr.core.config import load_config
+    from tdpcr.core.config import apply_overrides, load_config
     from tdpcr.training.trainer import train_variant
 
     config = load_config(Path(args.config))
+    if args.set:
+        config = apply_overrides(config, args.set, f"{args.config} with --set")
     metrics = train_variant(
         config,
         args.variant,
@@ -60,6 +62,13 @@ def register(command: CommandFactory) -> None:
     train.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     train.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for this run (train.lr=3e-4; repeatable)",
+    )
 
     tracking = command(
         "tracking-init",

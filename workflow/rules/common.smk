@@ -199,3 +199,61 @@ def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
     tables = [f"results/{table}.csv" for table in TABLE_NAMES]
     return [*tables, "results/claims.csv", *FIGURES.values()]
+
+
+# --- Studies beside `all` (studies.smk): the phase-2 sweep and extra training seeds ---
+def sweep_points():
+    """Names of the sweep's points, one per (pretrained lr, lambda_seg, seed)."""
+    sweep = config["sweep"]
+    return [
+        f"plr{lr:g}_seg{seg:g}_s{seed}"
+        for lr in sweep["pretrained_lr"]
+        for seg in sweep["lambda_seg"]
+        for seed in sweep["seeds"]
+    ]
+
+
+def sweep_sets(wildcards):
+    """`tdpcr train --set` options of a sweep point."""
+    lr, seg, seed = re.fullmatch(r"plr(.+)_seg(.+)_s(\d+)", wildcards.point).groups()
+    keys = {
+        "train.finetune_lr.prompt": lr,
+        "train.finetune_lr.fusion": lr,
+        "train.lambda_seg": seg,
+        "train.seed": seed,
+    }
+    return " ".join(f"--set {key}={value}" for key, value in keys.items())
+
+
+SEEDS = config["seeds"]["extra"]
+
+
+def seed_init(wildcards):
+    """The same seed's phase-1 checkpoint a phase-2 variant starts from."""
+    parent = VARIANTS[wildcards.variant].init_from
+    return [f"results/seeds/seed{wildcards.seed}/models/{parent}/meta.json"] if parent else []
+
+
+def seed_eval_models(wildcards):
+    return [
+        f"results/seeds/seed{wildcards.seed}/models/{v}/meta.json"
+        for v in METHODS[wildcards.method].variants
+    ]
+
+
+def seed_table_inputs(wildcards):
+    inputs = table_inputs(wildcards)
+    inputs["seeds"] = [
+        f"results/seeds/seed{seed}/eval/{m}.json"
+        for seed in SEEDS
+        for m in table_methods(wildcards.table)
+    ]
+    return inputs
+
+
+def seed_table_options(wildcards, input):
+    groups = [
+        ",".join(f"results/seeds/seed{seed}/eval/{m}.json" for m in table_methods(wildcards.table))
+        for seed in SEEDS
+    ]
+    return f"{table_options(wildcards, input)} --seed-evals {' '.join(groups)}"

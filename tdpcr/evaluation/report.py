@@ -1,0 +1,175 @@
+"""The README's result tables, generated from the CSVs the workflow writes.
+
+``tdpcr readme-results --results results --readme README.md --snapshot docs/results`` renders
+Tables I-III and the claims as Markdown (value with its 95 % interval; the paper's numbers in
+their own columns), replaces the block between :data:`BEGIN` and :data:`END` in the README and
+copies the CSVs it rendered to the snapshot folder. ``tests/test_docs.py`` renders the
+snapshot again and checks the README says the same, so the README's numbers are always the
+CSVs' numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import open_atomic
+
+BEGIN = "<!-- BEGIN generated results: tdpcr readme-results; do not edit by hand -->"
+END = "<!-- END generated results -->"
+#: The CSVs rendered, in order.
+SOURCES: tuple[str, ...] = ("table1.csv", "table2.csv", "table3.csv", "claims.csv")
+
+
+def _rows(folder: Path, name: str) -> list[dict[str, str]]:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise InputDataError(f"{path}: not found; run `snakemake --cores 8 all` first")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _num(text: str, digits: int) -> str:
+    return f"{float(text):.{digits}f}" if text not in ("", None) else ""
+
+
+def cell(row: dict[str, str], metric: str, digits: int) -> str:
+    """``value [low, high]`` (and ``± sd (n seeds)`` when there are seeds); '' if unmeasured."""
+    value = _num(row.get(metric, ""), digits)
+    if not value:
+        return ""
+    low, high = (
+        _num(row.get(f"{metric}_ci_low", ""), digits),
+        _num(row.get(f"{metric}_ci_high", ""), digits),
+    )
+    text = f"{value} [{low}, {high}]" if low and high else value
+    spread = _num(row.get(f"{metric}_seed_sd", ""), digits)
+    if spread and int(row.get("seeds") or 1) > 1:
+        text += f" ± {spread} ({row['seeds']} seeds)"
+    return text
+
+
+def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def table1(rows: list[dict[str, str]]) -> str:
+    header = ["method", "PSNR (dB)", "SSIM", "RMSE", "SAM (°)", "PSNR cloudy", "PSNR clear"]
+    header += ["params (M) / MACs (G)", "paper PSNR", "paper SSIM"]
+    body = []
+    for r in rows:
+        size = f"{r['params_M']} / {r['macs_G']}" if r["params_M"] else ""
+        body.append(
+            [
+                r["label"],
+                cell(r, "psnr", 2),
+                cell(r, "ssim", 3),
+                cell(r, "rmse", 4),
+                cell(r, "sam", 2),
+                cell(r, "psnr_cloudy", 2),
+                cell(r, "psnr_clear", 2),
+                size,
+                _num(r["paper_psnr"], 2),
+                _num(r["paper_ssim"], 3),
+            ]
+        )
+    return _markdown(header, body)
+
+
+def table2(rows: list[dict[str, str]]) -> str:
+    header = ["paradigm", "method", "mIoU", "PA", "mIoU cloudy", "mIoU clear"]
+    header += ["IoU built-up", "paper mIoU", "paper PA"]
+    body = [
+        [
+            r["paradigm"],
+            r["label"],
+            cell(r, "miou", 3),
+            cell(r, "pa", 3),
+            cell(r, "miou_cloudy", 3),
+            cell(r, "miou_clear", 3),
+            cell(r, "iou_built-up", 3),
+            _num(r["paper_miou"], 3),
+            _num(r["paper_pa"], 3),
+        ]
+        for r in rows
+    ]
+    return _markdown(header, body)
+
+
+def table3(rows: list[dict[str, str]]) -> str:
+    header = ["group", "configuration", "PSNR (dB)", "SSIM", "PA", "mIoU"]
+    header += ["paper PSNR", "paper mIoU"]
+    body = [
+        [
+            r["group"],
+            r["configuration"],
+            cell(r, "psnr", 2),
+            cell(r, "ssim", 3),
+            cell(r, "pa", 3),
+            cell(r, "miou", 3),
+            _num(r["paper_psnr"], 2),
+            _num(r["paper_miou"], 3),
+        ]
+        for r in rows
+    ]
+    return _markdown(header, body)
+
+
+def claims(rows: list[dict[str, str]]) -> str:
+    header = ["claim (paper)", "metric", "ours: better - worse [95 % CI]", "verdict", "paper"]
+    body = []
+    for r in rows:
+        ours = ""
+        if r["difference"]:
+            digits = 2 if r["metric"].startswith("psnr") else 3
+            ours = f"{_num(r['difference'], digits)} [{_num(r['ci_low'], digits)}, "
+            ours += f"{_num(r['ci_high'], digits)}] ({r['better']} - {r['worse']})"
+        body.append([r["text"], r["metric"], ours, r["verdict"], _num(r["paper_difference"], 3)])
+    return _markdown(header, body)
+
+
+def render(folder: Path) -> str:
+    """The generated README block (without the markers) from the CSVs in ``folder``."""
+    parts = [
+        ("**Table I, cloud removal** (`results/table1.csv`)", table1),
+        ("**Table II, land cover** (`results/table2.csv`)", table2),
+        ("**Table III, ablations** (`results/table3.csv`)", table3),
+        ("**The paper's claims on our test patches** (`results/claims.csv`)", claims),
+    ]
+    blocks = [
+        f"{title}\n\n{render_table(_rows(folder, name))}"
+        for (title, render_table), name in zip(parts, SOURCES, strict=True)
+    ]
+    return "\n\n".join(blocks)
+
+
+def replace_block(text: str, block: str, where: str = "README") -> str:
+    """``text`` with the part between the markers replaced by ``block``."""
+    if BEGIN not in text or END not in text:
+        raise InputDataError(f"{where}: markers {BEGIN!r} ... {END!r} not found")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+
+
+def generated_block(text: str) -> str:
+    """The part of ``text`` between the markers."""
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def update_readme(results: Path, readme: Path, snapshot: Path | None = None) -> str:
+    """Render ``results``' CSVs into ``readme``; copy the CSVs to ``snapshot`` if given."""
+    block = render(results)
+    text = replace_block(Path(readme).read_text(), block, str(readme))
+    with open_atomic(readme) as fh:
+        fh.write(text)
+    if snapshot is not None:
+        Path(snapshot).mkdir(parents=True, exist_ok=True)
+        for name in SOURCES:
+            shutil.copyfile(Path(results) / name, Path(snapshot) / name)
+    return block

@@ -1,0 +1,161 @@
+# Studies beside `all`: the phase-2 sweep and extra training seeds. Each is its own target
+# (they retrain models: minutes to tens of minutes on a CPU), e.g.
+#   snakemake --cores 8 results/sweeps/phase2.csv
+#   snakemake --cores 8 results/seeds/table3.csv
+
+
+rule sweep_phase2_train:
+    input:
+        config=ancient(CONFIG_FILE),
+        tracking="results/tracking.json",
+        store=tile_store(config["dataset"]),
+        init="results/models/tdpcr-cr/meta.json",
+    output:
+        "results/sweeps/phase2/{point}/tdpcr-full/meta.json",
+    params:
+        sets=sweep_sets,
+        config_digest=config_digest(*MODEL_SECTIONS),
+    wildcard_constraints:
+        point="plr[^/]+",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus_per_job"],
+        runtime=config["train"]["runtime_minutes"],
+        mem_mb=config["train"]["mem_mb"],
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/sweep_phase2_{{point}}.log",
+    benchmark:
+        f"{BENCHMARKS}/sweep_phase2_{{point}}.tsv"
+    shell:
+        "tdpcr train --config {input.config} --variant tdpcr-full --store {input.store}"
+        " --out results/sweeps/phase2/{wildcards.point}/tdpcr-full --init results/models/tdpcr-cr"
+        " {params.sets} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule sweep_phase2_evaluate:
+    input:
+        config=ancient(CONFIG_FILE),
+        store=tile_store(config["dataset"]),
+        model="results/sweeps/phase2/{point}/tdpcr-full/meta.json",
+    output:
+        "results/sweeps/phase2/{point}/val.json",
+    wildcard_constraints:
+        point="plr[^/]+",
+    threads: config["train"]["threads"]
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/sweep_phase2_{{point}}_evaluate.log",
+    shell:
+        "tdpcr evaluate --config {input.config} --method tdpcr-full --store {input.store}"
+        " --models results/sweeps/phase2/{wildcards.point} --split val --out {output}"
+        " --threads {threads} --no-tracking > {log} 2>&1"
+
+
+rule sweep_phase2:
+    input:
+        expand("results/sweeps/phase2/{point}/val.json", point=sweep_points()),
+    output:
+        csv="results/sweeps/phase2.csv",
+        figure="results/sweeps/phase2.png",
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/sweep_phase2.log",
+    shell:
+        "tdpcr sweep-table --evals {input:q} --out {output.csv} --figure {output.figure}"
+        " > {log} 2>&1"
+
+
+rule seed_train:
+    input:
+        config=ancient(CONFIG_FILE),
+        tracking="results/tracking.json",
+        store=tile_store(config["dataset"]),
+        init=seed_init,
+    output:
+        "results/seeds/seed{seed}/models/{variant}/meta.json",
+    params:
+        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        config_digest=config_digest(*MODEL_SECTIONS),
+    wildcard_constraints:
+        seed=r"\d+",
+        variant="|".join(VARIANT_NAMES),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus_per_job"],
+        runtime=config["train"]["runtime_minutes"],
+        mem_mb=config["train"]["mem_mb"],
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/seed{{seed}}_train_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/seed{{seed}}_train_{{variant}}.tsv"
+    shell:
+        "tdpcr train --config {input.config} --variant {wildcards.variant} --store {input.store}"
+        " --out results/seeds/seed{wildcards.seed}/models/{wildcards.variant} {params.init}"
+        " --set train.seed={wildcards.seed} --threads {threads} --quiet > {log} 2>&1"
+
+
+rule seed_evaluate:
+    input:
+        config=ancient(CONFIG_FILE),
+        store=tile_store(config["dataset"]),
+        models=seed_eval_models,
+    output:
+        "results/seeds/seed{seed}/eval/{method}.json",
+    wildcard_constraints:
+        seed=r"\d+",
+        method=METHOD_PATTERN,
+    threads: config["train"]["threads"]
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/seed{{seed}}_evaluate_{{method}}.log",
+    shell:
+        "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
+        " --store {input.store} --models results/seeds/seed{wildcards.seed}/models"
+        " --out {output:q} --threads {threads} --no-tracking > {log:q} 2>&1"
+
+
+rule seed_table:
+    input:
+        unpack(seed_table_inputs),
+    output:
+        "results/seeds/{table}.csv",
+    params:
+        options=seed_table_options,
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/seeds_{{table}}.log",
+    shell:
+        "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
+
+
+rule seed_claims:
+    input:
+        [f"results/seeds/seed{{seed}}/eval/{m}.json" for m in claim_methods()],
+    output:
+        "results/seeds/claims_seed{seed}.csv",
+    params:
+        options=uncertainty_options(),
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/seeds_claims_{{seed}}.log",
+    shell:
+        "tdpcr claims --evals {input:q} --out {output} {params.options} > {log} 2>&1"
+
+
+rule seeds:
+    input:
+        [f"results/seeds/{table}.csv" for table in TABLE_NAMES],
+        [f"results/seeds/claims_seed{seed}.csv" for seed in SEEDS],
