@@ -133,8 +133,19 @@ PIECES: dict[str, PieceSpec] = {
         PieceSpec(
             "cloudmask", ("patch", "y", "x"), "uint8", None, CLOUDMASK_UNKNOWN, True, "cloud mask"
         ),
+        PieceSpec(
+            "cloud_opacity",
+            ("patch", "y", "x"),
+            "float32",
+            None,
+            float("nan"),
+            True,
+            "true cloud opacity in [0, 1] (synthetic scenes)",
+        ),
     )
 }
+#: Pieces that are a single map per patch (stored without a band axis).
+MAP_PIECES: tuple[str, ...] = tuple(name for name, spec in PIECES.items() if spec.bands is None)
 #: Optical pieces: a sample's grid is checked against the first one present.
 OPTICAL_PIECES: tuple[str, ...] = ("s2_cloudy", "s2_clear")
 

@@ -152,26 +152,21 @@ class Sample:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_optional(path: Path, window: Any) -> np.ndarray | None:
-    from tdpcr.data.rasters import read_raster
-
-    if not path.exists():
-        return None
-    return read_raster(path, window=window)[0][0]
-
-
 def scene_samples(root: Path, dataset: str = "synthetic") -> Iterator[Sample]:
-    """256 x 256 patches of a folder of scene folders (the synthetic default or a user's)."""
+    """256 x 256 patches of a folder of scene folders (the synthetic default or a user's);
+    scenes smaller than that (the tiny test config) are measured whole."""
+    from tdpcr.data.rasters import read_grid
     from tdpcr.data.sources import make_source
 
     kind = "synthetic" if dataset == "synthetic" else "scenes"
-    source = make_source(kind, Path(root), patch_size=PATCH_SIZE)
+    first = next(iter(sorted(Path(root).glob("*/s2_cloudy.tif"))), None)
+    side = PATCH_SIZE
+    if first is not None:
+        grid = read_grid(first)
+        side = min(PATCH_SIZE, grid.height, grid.width)
+    source = make_source(kind, Path(root), patch_size=side)
     for ref in source.patches():
         data = source.read(ref)
-        folder = ref.files["s2_cloudy"].parent
-        # The store reader folds the mask to 0/1; the report wants shadows (2) apart.
-        raw_mask = _read_optional(folder / "cloudmask.tif", ref.window)
-        opacity = _read_optional(folder / "cloud_opacity.tif", ref.window)
         yield Sample(
             dataset,
             ref.patch_id,
@@ -179,8 +174,8 @@ def scene_samples(root: Path, dataset: str = "synthetic") -> Iterator[Sample]:
             s2_cloudy=data.arrays.get("s2_cloudy"),
             s1=data.arrays.get("s1"),
             landcover=data.arrays.get("landcover"),
-            cloudmask=raw_mask.astype(np.uint8) if raw_mask is not None else None,
-            cloud_opacity=opacity.astype(np.float32) if opacity is not None else None,
+            cloudmask=data.arrays.get("cloudmask"),
+            cloud_opacity=data.arrays.get("cloud_opacity"),
         )
 
 

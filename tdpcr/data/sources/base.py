@@ -19,6 +19,7 @@ from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import (
     CLOUDMASK_UNKNOWN,
     CORRUPTED_VALUES,
+    MAP_PIECES,
     OPTICAL_PIECES,
     PIECES,
 )
@@ -200,7 +201,7 @@ def read_patch(ref: PatchRef) -> PatchData:
     for piece in ("s2_cloudy", "s2_clear"):
         if piece in arrays and arrays[piece].ndim != 3:
             raise InputDataError(f"{ref.files[piece]}: expected (band, y, x) data")
-    for piece in ("landcover", "cloudmask"):
+    for piece in MAP_PIECES:
         if piece in arrays:
             arrays[piece] = arrays[piece][0]
     return PatchData(ref.patch_id, arrays, reference, s1_shift, ref.cloud_bin)
@@ -241,6 +242,8 @@ def _to_store_dtype(piece: str, data: np.ndarray, path: Path, s2_offset: int) ->
         return data.astype(np.float32)
     if piece == "cloudmask":
         return _cloudmask_values(data)
+    if piece == "cloud_opacity":
+        return np.clip(data.astype(np.float32), 0.0, 1.0)
     if piece == "landcover":
         if data.dtype.kind == "f":
             data = np.nan_to_num(data, nan=255)
