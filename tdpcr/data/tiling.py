@@ -41,6 +41,7 @@ from tdpcr.core.specs import (
     S1_BANDS,
     S1_CLIP_DB,
     S2_BANDS,
+    S2_LEVEL,
     S2_SCALE,
     cloud_bin_index,
 )
@@ -212,6 +213,7 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
         "source_layout": source.name,
         "source_root": str(Path(source.root).resolve()),
         "s2_bands": list(S2_BANDS),
+        "s2_level": S2_LEVEL,
         "s1_bands": list(S1_BANDS),
         "class_names": list(CLASS_NAMES),
         "ignore_index": IGNORE_INDEX,

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from tdpcr.core.commands import CommandFactory
 
+#: ``--s1-units`` choices (tdpcr.prediction.inputs.S1_UNITS; repeated here so that building the
+#: parser imports no rasterio).
+S1_UNITS = ("auto", "db", "linear")
+
 
 def _options(args: argparse.Namespace):
     from tdpcr.prediction.engine import PredictOptions
@@ -18,7 +22,11 @@ def _options(args: argparse.Namespace):
         threads=args.threads,
         force_cpu=args.cpu,
         write_prompt=getattr(args, "prompt", False),
+        write_quality=not getattr(args, "no_quality", False),
         s2_offset=args.s2_offset,
+        s1_units=args.s1_units,
+        bbox=tuple(args.bbox) if args.bbox else None,
+        bbox_crs=args.bbox_crs,
         progress=not args.quiet,
     )
 
@@ -30,7 +38,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         Path(args.optical), Path(args.sar), Path(args.checkpoint), Path(args.out), _options(args)
     )
     print(
-        f"wrote {', '.join(result.files)} to {result.out_dir}: {result.height}x{result.width} "
+        f"wrote {', '.join(result.files)}, item.json to {result.out_dir}: "
+        f"{result.height}x{result.width} "
         f"pixels, {result.windows} windows, {result.seconds:.1f} s on {result.device} "
         f"({result.pixels_per_second:,.0f} pixels/s)"
     )
@@ -64,9 +73,17 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--optical", required=True, help="cloudy Sentinel-2 L1C GeoTIFF, 13 bands (DN)"
+        "--optical",
+        required=True,
+        help="cloudy Sentinel-2 (L1C): a GeoTIFF (13 bands, DN), a SAFE folder or .zip, or a "
+        "STAC Item JSON",
     )
-    parser.add_argument("--sar", required=True, help="Sentinel-1 GeoTIFF, 2 bands VV, VH in dB")
+    parser.add_argument(
+        "--sar",
+        required=True,
+        help="Sentinel-1 VV, VH: a GeoTIFF (dB or linear power) or a STAC Item with vv / vh "
+        "assets (e.g. S1 RTC)",
+    )
     parser.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, e.g. results/models/tdpcr-full"
     )
@@ -77,9 +94,28 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     parser.add_argument(
         "--s2-offset",
-        type=int,
-        default=0,
-        help="DN offset to remove from S2 (1000 for processing baseline >= 04.00)",
+        type=float,
+        default=None,
+        help="DN offset to remove from every S2 band, overriding the product's metadata "
+        "(RADIO_ADD_OFFSET / BOA_ADD_OFFSET, STAC raster offset; none for a plain GeoTIFF)",
+    )
+    parser.add_argument(
+        "--s1-units",
+        choices=S1_UNITS,
+        default="auto",
+        help="S1 backscatter units; auto: as the product declares, else from the values "
+        "(ambiguous values are refused)",
+    )
+    parser.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        metavar=("MINX", "MINY", "MAXX", "MAXY"),
+        default=None,
+        help="predict only this area (in --bbox-crs)",
+    )
+    parser.add_argument(
+        "--bbox-crs", default="EPSG:4326", help="CRS of --bbox (default EPSG:4326, lon / lat)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -96,6 +132,9 @@ def register(command: CommandFactory) -> None:
         "--out", required=True, help="output folder (cloudfree.tif, landcover.tif, ...)"
     )
     predict.add_argument("--prompt", action="store_true", help="also write prompt.tif")
+    predict.add_argument(
+        "--no-quality", action="store_true", help="do not write quality.tif (PGF SAR weights, ...)"
+    )
 
     figure = command(
         "before-after",
