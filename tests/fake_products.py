@@ -17,6 +17,7 @@ check band order, resampling and the offset without reading the fake back.
 from __future__ import annotations
 
 import shutil
+import warnings
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
 from tests.fakes import UTM_CRS
@@ -248,10 +250,13 @@ def make_s1_grd_safe(root: Path, *, zipped: bool = False) -> Path:
     (safe / "manifest.safe").write_text(_manifest("SENTINEL-1", "GRD"))
     for pol in ("vv", "vh"):
         path = safe / "measurement" / f"s1a-iw-grd-{pol}-20240611t052530-001.tiff"
-        with rasterio.open(
-            path, "w", driver="GTiff", height=20, width=30, count=1, dtype="uint16"
-        ) as dst:
-            dst.write(np.full((1, 20, 30), 120, np.uint16))
+        with warnings.catch_warnings():
+            # Radar geometry: a real GRD measurement has GCPs, not a geotransform.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(
+                path, "w", driver="GTiff", height=20, width=30, count=1, dtype="uint16"
+            ) as dst:
+                dst.write(np.full((1, 20, 30), 120, np.uint16))
     if not zipped:
         return safe
     archive_path = Path(root) / name.replace(".SAFE", ".zip")

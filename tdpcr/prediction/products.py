@@ -147,15 +147,22 @@ def _zip_is_s1(path: Path) -> bool:
 
 
 def _open(path: str, what: str, where: Path | str) -> Any:
+    gdal_log = logging.getLogger("rasterio._env")
+    level = gdal_log.level
     try:
         with warnings.catch_warnings():
             # The SENTINEL2 container has no geotransform (its subdatasets have); files without
             # georeferencing are refused later in one line naming them.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            # GDAL's own warnings (e.g. "B8A.jp2 not found ... Skipping it") would be a second
+            # line beside ours: what they say is checked and reported here instead.
+            gdal_log.setLevel(logging.ERROR)
             return rasterio.open(path)
     except (RasterioError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputDataError(f"{where}: cannot open {what} ({first})") from None
+    finally:
+        gdal_log.setLevel(level)
 
 
 def _grid(src: Any) -> Grid:
@@ -270,10 +277,13 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
     bands: dict[str, BandRef] = {}
     for sub in subsets:
         reader = None
+        on_disk = _safe_band_files(sub.files)
         for index in range(1, sub.count + 1):
             band_tags = sub.tags(index)
             band = s2_band_name(band_tags.get("BANDNAME", ""))
-            if band is None or band in bands:
+            # GDAL lists every band of the resolution, and reads a band whose JP2 is absent as
+            # zeros: only bands with their file count as present.
+            if band is None or band in bands or band not in on_disk:
                 continue
             reader = reader or _on_grid(sub, grid, stack, nodata)
             raw = band_tags.get("RADIO_ADD_OFFSET") or band_tags.get("BOA_ADD_OFFSET") or "0"
@@ -284,6 +294,20 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
         product_id=tags.get("PRODUCT_URI", path.name).removesuffix(".SAFE"),
         sources=[str(path)],
     )  # fmt: skip
+
+
+def _safe_band_files(files: list[str]) -> set[str]:
+    """Band names of the JP2 band files of a SAFE subdataset (``..._B8A.jp2``, ``_B02_20m``)."""
+    names = set()
+    for file in files:
+        stem = Path(file).stem
+        if file.lower().endswith(".jp2"):
+            parts = stem.split("_")
+            token = parts[-2] if parts[-1].endswith("m") and len(parts) > 2 else parts[-1]
+            band = s2_band_name(token)
+            if band is not None:
+                names.add(band)
+    return names
 
 
 def _read_item(path: Path) -> Any:
