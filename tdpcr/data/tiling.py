@@ -200,8 +200,11 @@ def _write_template(
 
 
 def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
+    mask_method = getattr(source, "cloudmask_method", None)
     if "cloudmask" in pieces:
         cover_method = "fraction of cloudmask == 1 over known pixels"
+        if mask_method:
+            cover_method += f" (cloud mask from {mask_method.split(' on ')[0]})"
     else:
         cover_method = (
             "estimated: fraction of pixels whose mean B2-B4 reflectance is more than "
@@ -221,6 +224,8 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
         "patch_size": patch_size,
         "transform_order": "GDAL (c, a, b, f, d, e)",
         "cloud_cover_method": cover_method,
+        "cloud_mask_method": mask_method
+        or ("from the source" if "cloudmask" in pieces else "none"),
         "normalisation": {
             "s2": f"reflectance = DN / {S2_SCALE:g}, clipped to [0, 1]",
             "s2_scale": S2_SCALE,
