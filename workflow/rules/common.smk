@@ -180,3 +180,14 @@ FIGURES = {
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
     return [f"results/{table}.csv" for table in TABLE_NAMES] + list(FIGURES.values())
+
+
+def predict_input_options(entry):
+    """The `tdpcr predict` options of one `predict.inputs` entry (schema defaults filled)."""
+    options = [f"--s1-units {entry['s1_units']}"]
+    if entry["s2_offset"] is not None:
+        options.append(f"--s2-offset {entry['s2_offset']}")
+    if entry["bbox"] is not None:
+        options.append("--bbox " + " ".join(str(v) for v in entry["bbox"]))
+        options.append(f"--bbox-crs {entry['bbox_crs']}")
+    return " ".join(options)
