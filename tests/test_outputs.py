@@ -139,3 +139,30 @@ def test_prediction_without_quality_layer(tmp_path: Path) -> None:
     assert "quality.tif" not in result.files
     item = json.loads((out / "item.json").read_text())
     assert "quality" not in item["assets"] and "landcover" in item["assets"]
+
+
+def test_quality_figure_reports_correlations_with_the_true_mask(tmp_path: Path, capsys) -> None:
+    from tdpcr.cli import main
+    from tdpcr.data.synthetic import write_synthetic_scenes
+    from tdpcr.prediction.figures import quality_correlations
+
+    scene = write_synthetic_scenes(tmp_path / "synth", n_scenes=2, size=64, seed=3)[1]
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    png = tmp_path / "fig" / "quality.png"
+    code = main([
+        "quality-figure", "--scene", str(scene), "--checkpoint", str(checkpoint),
+        "--out", str(png), "--window", "64", "--overlap", "16",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert png.stat().st_size > 10_000
+    report = json.loads(png.with_suffix(".json").read_text())
+    assert set(report["correlation"]) >= {"sar_weight", "prompt_degradation", "reflectance_change"}
+    for values in report["correlation"].values():
+        r = values["cloud_mask"]
+        assert r is None or -1.0 <= r <= 1.0
+    # The correlation itself: a band equal to the mask has r = 1, its negation -1.
+    mask = np.array([[0, 1], [1, 255]], dtype=np.uint8)
+    bands = np.stack([mask.astype(np.float32), -mask.astype(np.float32)])
+    got = quality_correlations(bands, ("a", "b"), mask, None)
+    assert got["a"]["cloud_mask"] == pytest.approx(1.0)
+    assert got["b"]["cloud_mask"] == pytest.approx(-1.0)

@@ -60,6 +60,18 @@ def _cmd_before_after(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _cmd_quality_figure(args: argparse.Namespace) -> None:
+    from tdpcr.prediction.engine import PredictOptions
+    from tdpcr.prediction.figures import quality_figure
+
+    options = PredictOptions(
+        window=args.window, overlap=args.overlap, batch_size=args.batch_size,
+        threads=args.threads, progress=False,
+    )  # fmt: skip
+    path = quality_figure(Path(args.scene), Path(args.checkpoint), Path(args.out), options=options)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
 def add_window_options(parser: argparse.ArgumentParser) -> None:
     """``--window``, ``--overlap`` and ``--batch-size`` (predict and its benchmark)."""
     parser.add_argument(
@@ -147,3 +159,16 @@ def register(command: CommandFactory) -> None:
         "--reference", default=None, help="cloud-free S2 GeoTIFF on the same grid (optional)"
     )
     figure.add_argument("--title", default=None, help="figure title")
+
+    quality = command(
+        "quality-figure",
+        _cmd_quality_figure,
+        "predict a synthetic scene folder and plot quality.tif next to its true cloud mask",
+    )
+    quality.add_argument(
+        "--scene", required=True, help="scene folder (s2_cloudy.tif, s1.tif, cloudmask.tif)"
+    )
+    quality.add_argument("--checkpoint", required=True, help="TDP-CR checkpoint folder")
+    quality.add_argument("--out", required=True, help="PNG to write (correlations in .json)")
+    add_window_options(quality)
+    quality.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
