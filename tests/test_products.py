@@ -59,7 +59,7 @@ def tiny_checkpoint(folder: Path, level: str = "L1C", *, record_bands: bool = Tr
 
 
 @pytest.fixture(scope="module")
-def l1ctiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def l1c_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tdpcr-full")
 
 

@@ -129,12 +129,11 @@ def check_bands(product: Product, bands: tuple[str, ...], level: str, checkpoint
     given to a model trained on L1C.
     """
     missing = [b for b in bands if b not in product.bands]
-    found = product.level or "of unknown level"
     trained = f"the checkpoint {checkpoint} was trained on {level} bands {', '.join(bands)}"
     if missing:
         raise InputDataError(
             f"{product.path}: band {missing[0]} missing ({len(missing)} of {len(bands)} "
-            f"missing) in this Sentinel-2 {found} {product.kind}; {trained}"
+            f"missing) in this Sentinel-2 {product.describe()}; {trained}"
         )
     if product.level is not None and product.level != level:
         reflectance = "surface" if product.level == "L2A" else "top-of-atmosphere"

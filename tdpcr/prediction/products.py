@@ -99,8 +99,9 @@ class Product:
     sources: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        level = f" {self.level}" if self.level else ""
-        return f"{self.kind}{level}"
+        """E.g. "Sentinel-2 L2A SAFE product", "STAC Item", "GeoTIFF of unknown level"."""
+        what = {"safe": "SAFE product", "stac": "STAC Item", "geotiff": "GeoTIFF"}[self.kind]
+        return f"{self.level} {what}" if self.level else f"{what} of unknown level"
 
 
 # --------------------------------------------------------------------------- detection
