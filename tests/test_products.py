@@ -466,3 +466,23 @@ def test_real_bigearthnet_l2a_refused_by_l1c_and_predicted_by_l2a_model(
         assert dst.count == 12 and dst.descriptions == S2_LEVEL_BANDS["L2A"]
         assert dst.transform == ref.transform and dst.crs == ref.crs
     assert result.model["s2_level"] == "L2A"
+
+
+def test_stac_true_colour_and_jp2_copies_never_stand_in_for_a_band(tmp_path: Path) -> None:
+    """Earth Search items also carry ``visual`` (eo:bands red, green, blue) and ``*-jp2``."""
+    item_path = make_stac_s2(tmp_path / "s2", level="L1C", size10=SIZE)
+    item = pystac.Item.from_file(str(item_path))
+    decoy = tmp_path / "s2" / "decoy.tif"
+    with rasterio.open(item.assets["red"].get_absolute_href()) as src:
+        profile = src.profile
+    with rasterio.open(decoy, "w", **{**profile, "driver": "GTiff"}) as dst:
+        dst.write(np.full((1, SIZE, SIZE), 7, np.uint16))
+    visual = pystac.Asset(str(decoy), media_type=pystac.MediaType.COG, roles=["visual"])
+    visual.extra_fields["eo:bands"] = [{"name": n} for n in ("red", "green", "blue")]
+    jp2 = pystac.Asset(str(decoy), media_type="image/jp2", roles=["data"])
+    jp2.extra_fields["eo:bands"] = [{"name": "red"}]
+    item.assets = {"visual": visual, "red-jp2": jp2, **item.assets}
+    item.save_object(dest_href=str(item_path), include_self_link=False)
+    rtc = make_stac_s1_rtc(tmp_path / "s1", size10=SIZE)
+    s2, _, _, _ = strips(item_path, rtc)
+    assert_bilinear(s2[S2_BANDS.index("B4")], "B4")  # from "red", not the decoys (all 7)

@@ -334,14 +334,30 @@ def _stac_level(item: Any) -> str | None:
     return _level_from_text(item.collection_id or "") or _level_from_text(item.id)
 
 
-def _asset_band_name(key: str, asset: Any) -> str | None:
-    candidates = [key]
-    for band in asset.extra_fields.get("eo:bands", []) or asset.extra_fields.get("bands", []):
-        candidates += [band.get("name", ""), band.get("eo:common_name", "")]
-    for candidate in candidates:
-        band = s2_band_name(candidate) if candidate else None
-        if band is not None:
-            return band
+def _asset_band_rank(key: str, asset: Any) -> tuple[str, tuple[int, int]] | None:
+    """The band an asset holds and how good a source of it the asset is (lower is better).
+
+    Only single-band data assets count: ``visual`` (true colour) lists red, green and blue in
+    ``eo:bands`` and must never stand in for B4. The asset key naming the band beats an
+    ``eo:bands`` name (Earth Search also has ``red-jp2`` copies), and a (Cloud-Optimized)
+    GeoTIFF beats another format.
+    """
+    roles = set(asset.roles or [])
+    if roles & {"visual", "overview", "thumbnail", "metadata"}:
+        return None
+    listed = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
+    if len(listed) > 1:
+        return None
+    tiff = 0 if "tiff" in (asset.media_type or "image/tiff").lower() else 1
+    band = s2_band_name(key)
+    if band is not None:
+        return band, (0, tiff)
+    for entry in listed:
+        # Common names are unique except "rededge" (B5..B7), which maps to no band here.
+        for name in (entry.get("name"), entry.get("common_name"), entry.get("eo:common_name")):
+            band = s2_band_name(name) if name else None
+            if band is not None:
+                return band, (1, tiff)
     return None
 
 
@@ -364,11 +380,12 @@ def _raster_dn_offset(asset: Any) -> float | None:
 
 def _open_stac_s2(path: Path, stack: ExitStack) -> Product:
     item = _read_item(path)
-    found: dict[str, tuple[str, Any]] = {}
+    ranked: dict[str, tuple[tuple[int, int], str, Any]] = {}
     for key, asset in item.assets.items():
-        band = _asset_band_name(key, asset)
-        if band is not None and band not in found:
-            found[band] = (key, asset)
+        match = _asset_band_rank(key, asset)
+        if match is not None and (match[0] not in ranked or match[1] < ranked[match[0]][0]):
+            ranked[match[0]] = (match[1], key, asset)
+    found = {band: (key, asset) for band, (_, key, asset) in ranked.items()}
     if not found:
         keys = ", ".join(sorted(item.assets)) or "none"
         raise InputDataError(
