@@ -200,7 +200,7 @@ def _write_template(
 
 
 def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
-    mask_method = getattr(source, "cloudmask_method", None)
+    mask_method = source.cloudmask_method
     if "cloudmask" in pieces:
         cover_method = "fraction of cloudmask == 1 over known pixels"
         if mask_method:
