@@ -486,3 +486,26 @@ def test_stac_true_colour_and_jp2_copies_never_stand_in_for_a_band(tmp_path: Pat
     rtc = make_stac_s1_rtc(tmp_path / "s1", size10=SIZE)
     s2, _, _, _ = strips(item_path, rtc)
     assert_bilinear(s2[S2_BANDS.index("B4")], "B4")  # from "red", not the decoys (all 7)
+
+
+def test_s1_in_db_with_zero_fill_is_still_db(tmp_path: Path) -> None:
+    """A third of the scene 0 (no data outside the swath, no nodata tag): still dB."""
+    optical = _write(tmp_path / "s2.tif", np.full((13, SIZE, SIZE), 800, np.uint16))
+    db = (10 * np.log10(s1_linear(SIZE))).astype(np.float32)
+    db[:, :, : SIZE // 3] = 0.0
+    _, _, _, info = strips(optical, _write(tmp_path / "s1.tif", db))
+    assert info["units"] == "db"
+
+
+def test_s1_grd_stac_item_is_refused(tmp_path: Path, l1c_checkpoint: Path, capsys) -> None:
+    item = make_stac_s2(tmp_path / "s2", level="L1C", size10=SIZE)
+    grd = make_stac_s1_rtc(tmp_path / "s1", size10=SIZE)
+    loaded = pystac.Item.from_file(str(grd))
+    loaded.collection_id = "sentinel-1-grd"
+    loaded.save_object(dest_href=str(grd), include_self_link=False)
+    out = tmp_path / "pred"
+    code, err = run_predict(
+        capsys, "--optical", str(item), "--sar", str(grd),
+        "--checkpoint", str(l1c_checkpoint), "--out", str(out),
+    )  # fmt: skip
+    assert_refused(code, err, out, str(grd), "sentinel-1-grd", "terrain correction")

@@ -246,7 +246,12 @@ def _grid_of(src: Any) -> Grid:
 
 
 def decide_s1_units(values: np.ndarray, requested: str, declared: str | None, path: Path) -> str:
-    """ "db" or "linear" for S1 ``values`` (finite samples), or refuse (see module docstring)."""
+    """The units of S1 ``values`` (finite samples), "db" or "linear", or refuse them.
+
+    See the module docstring. Exact zeros are left out: products fill no data with 0 in
+    either unit (and SEN12MS-CR caps its dB at 0), so they tell nothing about the unit.
+    """
+    values = values[values != 0]
     negative = float(np.mean(values < 0)) if values.size else 0.0
     median = float(np.median(values)) if values.size else float("nan")
     seen = f"{100 * negative:.0f} % of the values are negative, median {median:.3g}"

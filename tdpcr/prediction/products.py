@@ -108,7 +108,7 @@ class Product:
 
 
 def product_kind(path: Path) -> str:
-    """ "stac", "safe", "s1-safe" or "geotiff" from the path and, for JSON, its content."""
+    """What ``path`` is: "stac", "safe", "s1-safe", "folder" or "geotiff" (name and content)."""
     name = path.name.upper()
     if path.suffix.lower() == ".json":
         return "stac"
