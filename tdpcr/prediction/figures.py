@@ -130,7 +130,9 @@ def quality_figure(
 
     ``scene`` holds ``s2_cloudy.tif``, ``s1.tif`` and ``cloudmask.tif`` (and, from newer
     generators, ``cloud_opacity.tif``), as ``tdpcr synth`` writes them. Panels: cloudy RGB,
-    true cloud mask, then every quality band with its pixel-level correlation with the mask.
+    true cloud mask, then the quality bands (the full-resolution and coarsest SAR weights, the
+    prompt's estimate, the reflectance change), each on its own 2-98 % range, with its
+    pixel-level correlation with the mask (every band's is in the JSON).
     The correlations are also written beside the PNG as JSON (``<out>.json``).
     """
     import matplotlib
@@ -158,7 +160,9 @@ def quality_figure(
             opacity = src.read(1).astype(np.float32)
     correlations = quality_correlations(quality, names, mask, opacity)
 
-    shown = [n for n in names if not n.startswith("sar_weight_stage")]
+    # The full-resolution and the coarsest stage's SAR weight (the others lie between).
+    stages = [n for n in names if n.startswith("sar_weight_stage")]
+    shown = [n for n in names if not n.startswith("sar_weight_stage") or n == stages[-1]]
     panels = 2 + len(shown)
     fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.7), squeeze=False)
     axes = axes[0]
@@ -169,7 +173,11 @@ def quality_figure(
     axes[1].set_title("true cloud / shadow mask", fontsize=9)
     for ax, name in zip(axes[2:], shown, strict=True):
         band = quality[names.index(name)]
-        image = ax.imshow(band, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        # Each band on its own 2-98 % range (the colour bar gives the values): an early
+        # model's weights stay near 0.5 and would look uniform on a fixed [0, 1] scale.
+        low, high = np.nanpercentile(band, [2, 98])
+        image = ax.imshow(band, cmap="magma", vmin=low, vmax=max(high, low + 1e-6),
+                          interpolation="nearest")  # fmt: skip
         r = correlations[name]["cloud_mask"]
         ax.set_title(f"{name}\nr = {r:.2f} with the mask" if r is not None else name, fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
