@@ -90,6 +90,8 @@ def s2_band_name(name: str) -> str | None:
 
 #: Sentinel-1 GRD polarisations, backscatter in dB.
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
+#: Units ``tdpcr predict --s1-units`` accepts: decided from the product / values, or given.
+S1_UNITS: tuple[str, ...] = ("auto", "db", "linear")
 #: True-colour composite (B4, B3, B2) as 0-based indices into :data:`S2_BANDS`.
 RGB_BANDS: tuple[int, int, int] = (S2_BANDS.index("B4"), S2_BANDS.index("B3"), S2_BANDS.index("B2"))
 

@@ -6,10 +6,7 @@ import argparse
 from pathlib import Path
 
 from tdpcr.core.commands import CommandFactory
-
-#: ``--s1-units`` choices (tdpcr.prediction.inputs.S1_UNITS; repeated here so that building the
-#: parser imports no rasterio).
-S1_UNITS = ("auto", "db", "linear")
+from tdpcr.core.specs import S1_UNITS
 
 
 def _options(args: argparse.Namespace):

@@ -41,15 +41,13 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from tdpcr.core.errors import InputDataError, TdpcrError
-from tdpcr.core.specs import S1_BANDS, S2_BANDS, S2_LEVEL
+from tdpcr.core.specs import S1_BANDS, S1_UNITS, S2_BANDS, S2_LEVEL
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.rasters import Grid
 from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical, open_sar
 
 log = logging.getLogger(__name__)
 
-#: S1 units ``--s1-units`` accepts.
-S1_UNITS: tuple[str, ...] = ("auto", "db", "linear")
 #: Pixels (per side, at most) sampled from S1 to decide or check its units.
 UNITS_SAMPLE = 256
 
