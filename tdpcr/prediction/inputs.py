@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -48,8 +47,10 @@ from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical
 
 log = logging.getLogger(__name__)
 
-#: Pixels (per side, at most) sampled from S1 to decide or check its units.
-UNITS_SAMPLE = 256
+#: S1 is sampled in UNITS_SAMPLE_WINDOWS x UNITS_SAMPLE_WINDOWS windows of UNITS_SAMPLE_SIDE
+#: pixels to decide or check its units (65,536 values at most).
+UNITS_SAMPLE_WINDOWS = 8
+UNITS_SAMPLE_SIDE = 32
 
 
 class StackReader:
@@ -73,18 +74,13 @@ class StackReader:
     def count(self) -> int:
         return len(self.refs)
 
-    def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
-        """The bands of ``window`` (in this reader's coordinates), optionally decimated."""
+    def read(self, window: Window) -> np.ndarray:
+        """The bands of ``window`` (in this reader's coordinates), (bands, rows, cols)."""
         shifted = Window(
             window.col_off + self.col_off, window.row_off + self.row_off,
             window.width, window.height,
         )  # fmt: skip
-        parts = []
-        for reader, indexes in self.groups:
-            kwargs: dict[str, Any] = {}
-            if out_shape is not None:
-                kwargs = {"out_shape": (len(indexes), *out_shape), "resampling": Resampling.nearest}
-            parts.append(reader.read(indexes, window=shifted, **kwargs))
+        parts = [reader.read(indexes, window=shifted) for reader, indexes in self.groups]
         if len(parts) == 1:
             return parts[0]
         dtype = np.result_type(*parts)
@@ -274,13 +270,32 @@ def decide_s1_units(values: np.ndarray, requested: str, declared: str | None, pa
 
 
 def _s1_sample(reader: StackReader, grid: Grid, nodata: float | None) -> np.ndarray:
-    step = max(1, math.ceil(max(grid.height, grid.width) / UNITS_SAMPLE))
-    shape = (max(1, grid.height // step), max(1, grid.width // step))
-    data = reader.read(Window(0, 0, grid.width, grid.height), out_shape=shape).astype("float32")
+    """Valid S1 values of up to UNITS_SAMPLE_WINDOWS^2 small windows spread over the scene.
+
+    Small windows, not a decimated read of the whole scene: through a warped VRT the latter
+    would resample all of S1 once just to look at it.
+    """
+    side = UNITS_SAMPLE_SIDE
+    rows = _spread(grid.height, side)
+    cols = _spread(grid.width, side)
+    parts = []
+    for row in rows:
+        for col in cols:
+            window = Window(col, row, min(side, grid.width - col), min(side, grid.height - row))
+            parts.append(reader.read(window).astype("float32").ravel())
+    data = np.concatenate(parts)
     valid = np.isfinite(data)
     if nodata is not None and not math.isnan(nodata):
         valid &= data != np.float32(nodata)
     return data[valid]
+
+
+def _spread(length: int, side: int) -> list[int]:
+    """Up to UNITS_SAMPLE_WINDOWS window starts spread evenly over ``length`` pixels."""
+    if length <= side:
+        return [0]
+    count = min(UNITS_SAMPLE_WINDOWS, length // side)
+    return sorted({round(i * (length - side) / max(count - 1, 1)) for i in range(count)})
 
 
 @contextmanager
