@@ -178,11 +178,13 @@ def test_scene_not_a_multiple_of_the_window_keeps_shape_crs_transform(
         "--checkpoint", str(checkpoints["full"]), "--out", str(out),
     )  # fmt: skip
     assert code == 0, err
-    assert "cloudfree.tif, landcover.tif" in stdout
+    assert "cloudfree.tif, landcover.tif, quality.tif, item.json" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
         "cloudfree.tif",
+        "item.json",
         "landcover.tif",
         "prediction.json",
+        "quality.tif",
     ]
     with rasterio.open(out / "cloudfree.tif") as src:
         assert (src.height, src.width, src.count) == (300, 237, 13)
@@ -209,7 +211,7 @@ def test_outputs_are_cloud_optimized(tmp_path: Path, checkpoints: dict[str, Path
     out = tmp_path / "pred"
     options = PredictOptions(window=64, overlap=16, progress=False, write_prompt=True)
     result = predict_scene(optical, sar, checkpoints["full"], out, options)
-    assert result.files == ["cloudfree.tif", "landcover.tif", "prompt.tif"]
+    assert result.files == ["cloudfree.tif", "landcover.tif", "quality.tif", "prompt.tif"]
     for name in result.files:
         with rasterio.open(out / name) as src:
             assert src.driver == "GTiff"
@@ -236,10 +238,12 @@ def test_cloud_removal_only_models_write_no_landcover(
     options = PredictOptions(window=64, overlap=16, progress=False)
     for name in ("cr", "dsen2cr"):
         result = predict_scene(optical, sar, checkpoints[name], tmp_path / name, options)
-        assert result.files == ["cloudfree.tif"]
+        assert result.files == ["cloudfree.tif", "quality.tif"]
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == [
             "cloudfree.tif",
+            "item.json",
             "prediction.json",
+            "quality.tif",
         ]
         image, profile = read(tmp_path / name / "cloudfree.tif")
         assert image.shape == (13, 70, 50) and profile["transform"] == TRANSFORM
@@ -251,7 +255,8 @@ def test_rerun_replaces_a_previous_prediction(tmp_path: Path, checkpoints: dict[
     options = PredictOptions(window=32, overlap=8, progress=False)
     predict_scene(optical, sar, checkpoints["full"], out, options)
     predict_scene(optical, sar, checkpoints["cr"], out, options)
-    assert sorted(p.name for p in out.iterdir()) == ["cloudfree.tif", "prediction.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cloudfree.tif", "item.json", "prediction.json", "quality.tif"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -321,7 +326,8 @@ def test_memory_is_bounded_by_the_row_band_not_the_scene(tmp_path: Path) -> None
             peaks[height] = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert result.accumulator_shape == [13, window, width]
+        # 13 reflectance bands + quality.tif's reflectance_change (the stand-in has no PGF)
+        assert result.accumulator_shape == [13 + 1, window, width]
     full_scene_accumulator = 13 * 3000 * width * 4
     assert peaks[3000] < 1.25 * peaks[1000], peaks
     assert peaks[3000] < full_scene_accumulator / 4, (peaks, full_scene_accumulator)

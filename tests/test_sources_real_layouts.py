@@ -38,6 +38,7 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 LUOJIA_SAMPLE = REALDATA / "luojiaset-osfcr-sample"
 FLAT_SAMPLE = REALDATA / "sen12ms-cr-flat"
 LC_SAMPLE = REALDATA / "sen12ms-lc"
+PAIRS_SAMPLE = REALDATA / "sen12ms-cr-pairs"
 
 
 def _ref(source, patch_id):
@@ -246,7 +247,7 @@ def test_nested_discovery_and_read(tmp_path):
     ids = [sen12mscr_id(*p) for p in SEN12MSCR_PATCHES]
     assert [r.patch_id for r in source.patches()] == sorted(ids)
     assert "ROIs1970_fall_139_p839" in ids
-    assert source.pieces == ("s2_cloudy", "s2_clear", "s1", "landcover")
+    assert source.pieces == ("s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask")
     assert source.source_splits() == {}
 
     ref = _ref(source, "ROIs1970_fall_139_p839")
@@ -296,7 +297,7 @@ def test_igbp_mapping_table(tmp_path):
 def test_nested_without_landcover_and_partial_landcover(tmp_path):
     root = make_sen12mscr_nested(tmp_path / "cr", landcover=False)
     source = Sen12MSCRSource(root)
-    assert source.pieces == ("s2_cloudy", "s2_clear", "s1")
+    assert source.pieces == ("s2_cloudy", "s2_clear", "s1", "cloudmask")
     assert all(r.band_indexes == {} for r in source.patches())
 
     root = make_sen12mscr_nested(tmp_path / "cr2", omit=[(1, "landcover")])
@@ -333,7 +334,7 @@ def test_flat_with_glfcr_csv(tmp_path):
     source = Sen12MSCRSource(root)
     assert source.layout == "flat"
     assert source.csv_path == root / "data.csv"
-    assert source.pieces == ("s2_cloudy", "s2_clear", "s1")
+    assert source.pieces == ("s2_cloudy", "s2_clear", "s1", "cloudmask")
     assert source.source_splits() == {
         "ROIs1970_fall_139_p839": "train",
         "ROIs1970_fall_139_p840": "val",
@@ -419,12 +420,13 @@ realdata = pytest.mark.realdata
 @pytest.mark.skipif(not FLAT_SAMPLE.exists(), reason=f"{FLAT_SAMPLE} absent")
 def test_real_flat_sen12mscr_sample():
     source = Sen12MSCRSource(FLAT_SAMPLE)
+    covers = {}
     assert source.layout == "flat"
     assert [r.patch_id for r in source.patches()] == [
         "ROIs1970_fall_139_p839",
         "ROIs2017_winter_112_p797",
     ]
-    assert source.pieces == ("s2_cloudy", "s2_clear", "s1")
+    assert source.pieces == ("s2_cloudy", "s2_clear", "s1", "cloudmask")
     assert source.source_splits() == {
         "ROIs2017_winter_112_p797": "train",
         "ROIs1970_fall_139_p839": "test",
@@ -440,6 +442,26 @@ def test_real_flat_sen12mscr_sample():
             np.testing.assert_array_equal(data.arrays[piece], read_tif(ref.files[piece]))
         assert data.s1_shift_m == (0.0, 0.0)
         assert data.grid.crs.to_epsg() in (32650, 32631)  # UTM 50N, 31N
+        covers[ref.patch_id] = float(data.arrays["cloudmask"].mean())
+        assert set(np.unique(data.arrays["cloudmask"])) <= {0, 1}
+    # s2cloudless: p839's cloudy image is mostly cloud, p797's is clear (seen in the files).
+    assert covers["ROIs1970_fall_139_p839"] > 0.5 > 0.1 > covers["ROIs2017_winter_112_p797"]
+    assert "s2cloudless" in source.cloudmask_method
+
+
+@realdata
+@pytest.mark.skipif(not PAIRS_SAMPLE.exists(), reason=f"{PAIRS_SAMPLE} absent")
+def test_s2cloudless_separates_real_high_and_low_cloud_patches():
+    """The sample's folders tag SEN12MS-CR pairs by cloud percentage (high_cp, low_cp)."""
+    from tdpcr.data.cloudmask import detect_clouds
+
+    def cover(folder: str) -> list[float]:
+        files = sorted((PAIRS_SAMPLE / folder / "s2_cloudy").glob("*.tif"))
+        assert files
+        return [float(detect_clouds(read_tif(f)).mean()) for f in files]
+
+    high, low = cover("high_cp"), cover("low_cp")
+    assert min(high) > max(low), (high, low)
 
 
 @realdata

@@ -274,7 +274,13 @@ def test_real_sen12mscr_flat_sample_round_trips(tmp_path: Path) -> None:
     tile_source(source, tmp_path / "real.zarr", progress=False)
     ds = open_store(tmp_path / "real.zarr")
     assert ds["patch"].values.tolist() == ["ROIs1970_fall_139_p839", "ROIs2017_winter_112_p797"]
-    assert "cloudmask" not in ds and "landcover" not in ds
+    assert "landcover" not in ds
+    # SEN12MS-CR has no cloud mask: s2cloudless makes one, and cloud cover comes from it.
+    assert ds.attrs["cloud_mask_method"].startswith("s2cloudless")
+    assert "s2cloudless" in ds.attrs["cloud_cover_method"]
+    masks = ds["cloudmask"].values
+    assert set(np.unique(masks)) <= {0, 1}
+    np.testing.assert_allclose(ds["cloud_cover"].values, masks.mean(axis=(1, 2)), rtol=1e-6)
     for index, patch_id in enumerate(ds["patch"].values):
         raw = read_tif(root / "s2_cloudy" / f"{patch_id}.tif")
         np.testing.assert_array_equal(ds["s2_cloudy"].isel(patch=index).values, raw)

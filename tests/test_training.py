@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 import tdpcr.training.steps as steps_module
 from tdpcr.core.config import validate_config
 from tdpcr.core.errors import ConfigError, InputDataError
+from tdpcr.core.specs import S2_BANDS
 from tdpcr.tracking import Tracker, init_store
 from tdpcr.training.trainer import EXIT_INTERRUPTED, train_variant
 from tdpcr.training.variants import VARIANTS
@@ -66,6 +67,8 @@ def test_every_variant_writes_a_checkpoint(trained: tuple[Path, str]) -> None:
         assert (root / name / "last" / "optimizer.safetensors").exists()
         metric = "val/miou" if variant.segmentation else "val/psnr"
         assert metric in meta["metrics"]
+        # The bands and level trained on, which predict checks its inputs against.
+        assert meta["extra"]["s2_bands"] == list(S2_BANDS) and meta["extra"]["s2_level"] == "L1C"
 
 
 def test_peft_freezes_encoders_and_decoder(trained: tuple[Path, str]) -> None:

@@ -209,3 +209,35 @@ def test_mlflow_ui_serves_runs_phases_and_metrics(tiny_run: Path) -> None:
         wanted |= {"test/miou", "test/pa", "test/miou_cloudy"} if variant.segmentation else set()
         assert wanted <= metrics(phases[name]), name
     assert "test/dsen2cr_then_segformer-clear/miou" in metrics(phases["segformer-clear"])
+
+
+def test_predict_inputs_from_the_config_wire_the_products(tmp_path: Path) -> None:
+    """`predict.inputs` entries become `tdpcr predict` jobs with their products and options."""
+    import yaml
+
+    from tests.fake_products import make_safe, make_stac_s1_rtc
+
+    safe = make_safe(tmp_path / "products", size10=60)
+    rtc = make_stac_s1_rtc(tmp_path / "products" / "s1", size10=60)
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config.setdefault("predict", {})["inputs"] = {
+        "my_tile": {
+            "optical": str(safe.path),
+            "sar": str(rtc),
+            "bbox": [13.0, 45.1, 13.01, 45.11],
+        }
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/predictions/my_tile/item.json"
+    result = subprocess.run(
+        snakemake_command(tmp_path, "--cores", "1", "-n", "-p", target),
+        capture_output=True,
+        text=True,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "rule predict_input:" in out
+    command = next(line for line in out.splitlines() if "tdpcr predict --optical" in line)
+    assert f"--optical {safe.path}" in command and f"--sar {rtc}" in command
+    assert "--s1-units auto" in command
+    assert "--bbox 13.0 45.1 13.01 45.11 --bbox-crs EPSG:4326" in command

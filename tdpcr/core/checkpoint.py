@@ -31,6 +31,7 @@ from torch import nn
 from tdpcr import __version__
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import atomic_folder
+from tdpcr.core.specs import S2_BANDS, S2_LEVEL
 
 CHECKPOINT_FORMAT = 1
 
@@ -48,6 +49,17 @@ class CheckpointMeta:
     extra: dict[str, Any] = field(default_factory=dict)
     format: int = CHECKPOINT_FORMAT
     tdpcr_version: str = __version__
+
+
+def input_bands_from_store(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The S2 bands and processing level a model trained on a store sees (``meta.extra``)."""
+    return {"s2_bands": list(attrs["s2_bands"]), "s2_level": attrs.get("s2_level", S2_LEVEL)}
+
+
+def trained_input_bands(meta: CheckpointMeta) -> tuple[tuple[str, ...], str]:
+    """(bands, level) a checkpoint was trained on; older checkpoints without them: L1C, 13."""
+    bands = tuple(meta.extra.get("s2_bands") or S2_BANDS)
+    return bands, str(meta.extra.get("s2_level") or S2_LEVEL)
 
 
 def _state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:

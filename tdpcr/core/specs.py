@@ -26,8 +26,72 @@ S2_BANDS: tuple[str, ...] = (
     "B11",
     "B12",
 )
+#: Processing level of :data:`S2_BANDS` data (top-of-atmosphere reflectance). A checkpoint
+#: records the level and bands it was trained on; older checkpoints without them are L1C.
+S2_LEVEL = "L1C"
+#: Sentinel-2 processing levels predict can read, and their bands (L2A has no B10, cirrus).
+S2_LEVEL_BANDS: dict[str, tuple[str, ...]] = {
+    "L1C": S2_BANDS,
+    "L2A": tuple(b for b in S2_BANDS if b != "B10"),
+}
+
+
+@dataclass(frozen=True)
+class S2BandInfo:
+    """What catalogues say about one Sentinel-2 band (ESA's S2-A spectral response).
+
+    Attributes:
+        common_name: the STAC ``eo`` common name (``None`` where STAC has none).
+        center_um: central wavelength in micrometres.
+        fwhm_um: full width at half maximum in micrometres.
+        gsd_m: native ground sample distance in metres.
+        aliases: names the band goes by in products and catalogues (ESA file names,
+            Earth Search v1 asset keys), lower case.
+    """
+
+    common_name: str | None
+    center_um: float
+    fwhm_um: float
+    gsd_m: int
+    aliases: tuple[str, ...]
+
+
+#: Per-band facts, by :data:`S2_BANDS` name. B5..B7 share the common name "rededge", so
+#: Earth Search's keys rededge1..3 are what tells them apart.
+S2_BAND_INFO: dict[str, S2BandInfo] = {
+    "B1": S2BandInfo("coastal", 0.443, 0.027, 60, ("b01", "coastal")),
+    "B2": S2BandInfo("blue", 0.490, 0.098, 10, ("b02", "blue")),
+    "B3": S2BandInfo("green", 0.560, 0.045, 10, ("b03", "green")),
+    "B4": S2BandInfo("red", 0.665, 0.038, 10, ("b04", "red")),
+    "B5": S2BandInfo("rededge", 0.704, 0.019, 20, ("b05", "rededge1")),
+    "B6": S2BandInfo("rededge", 0.740, 0.018, 20, ("b06", "rededge2")),
+    "B7": S2BandInfo("rededge", 0.783, 0.028, 20, ("b07", "rededge3")),
+    "B8": S2BandInfo("nir", 0.842, 0.145, 10, ("b08", "nir")),
+    "B8A": S2BandInfo("nir08", 0.865, 0.033, 20, ("b8a", "nir08")),
+    "B9": S2BandInfo("nir09", 0.945, 0.026, 60, ("b09", "nir09")),
+    "B10": S2BandInfo("cirrus", 1.375, 0.075, 60, ("b10", "cirrus")),
+    "B11": S2BandInfo("swir16", 1.610, 0.143, 20, ("b11", "swir16")),
+    "B12": S2BandInfo("swir22", 2.190, 0.242, 20, ("b12", "swir22")),
+}
+
+
+def s2_band_name(name: str) -> str | None:
+    """The :data:`S2_BANDS` name of a band called ``name`` in a product or catalogue, or None.
+
+    Accepts B1 / B01 / b01, Earth Search keys (coastal, rededge1, nir08, ...) and GDAL's
+    SENTINEL2 descriptions ("B4, central wavelength 665 nm").
+    """
+    key = name.split(",")[0].strip().lower()
+    for band, info in S2_BAND_INFO.items():
+        if key == band.lower() or key in info.aliases:
+            return band
+    return None
+
+
 #: Sentinel-1 GRD polarisations, backscatter in dB.
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
+#: Units ``tdpcr predict --s1-units`` accepts: decided from the product / values, or given.
+S1_UNITS: tuple[str, ...] = ("auto", "db", "linear")
 #: True-colour composite (B4, B3, B2) as 0-based indices into :data:`S2_BANDS`.
 RGB_BANDS: tuple[int, int, int] = (S2_BANDS.index("B4"), S2_BANDS.index("B3"), S2_BANDS.index("B2"))
 
@@ -175,3 +239,42 @@ LOWER_IS_BETTER: tuple[str, ...] = ("rmse", "mae", "sam")
 SEG_METRICS: tuple[str, ...] = tuple(f"{m}{r}" for r in REGIONS for m in ("pa", "miou"))
 #: Per-class IoU over all pixels, in class order (``iou_tree``, ...).
 CLASS_IOU: tuple[str, ...] = tuple(f"iou_{name}" for name in CLASS_NAMES)
+
+# --------------------------------------------------------------------------- quality layer
+#: Bands of a prediction's ``quality.tif`` (float32, NaN = no data), and what each means.
+#: ``sar_weight`` is PGF's SAR weight at the full-resolution stage; coarser stages follow as
+#: ``sar_weight_stage<N>`` (upsampled bilinearly), then the prompt's estimate and the change.
+QUALITY_DESCRIPTIONS: dict[str, str] = {
+    "sar_weight": (
+        "PGF modality weight of SAR at the full-resolution encoder stage, mean over channels; "
+        "0 = output features from the optical stream only, 1 = from SAR only, 0.5 = equal"
+    ),
+    "sar_weight_stage": (
+        "the same SAR weight at a coarser encoder stage (1/2, 1/4, 1/8 resolution), "
+        "upsampled bilinearly; range [0, 1]"
+    ),
+    "prompt_degradation": (
+        "the prompt's degradation estimate: sigmoid of the channel mean of the prompt "
+        "branch's SAR-minus-optical logit at the full-resolution PGF (the SAR weight the "
+        "prompt alone would give); range [0, 1], 0.5 = no preference, towards 1 = optical "
+        "input degraded"
+    ),
+    "reflectance_change": (
+        "mean absolute difference between the cloud-free output and the cloudy input over "
+        "the bands, in reflectance units; range [0, 1], 0 = input kept"
+    ),
+}
+
+
+def quality_band_names(stages: int, prompt: bool) -> tuple[str, ...]:
+    """Band names of ``quality.tif`` for a model with ``stages`` PGF stages (0: none) and a
+    prompt branch (``prompt``)."""
+    names = ["sar_weight"] if stages else []
+    names += [f"sar_weight_stage{i + 1}" for i in range(1, stages)]
+    names += ["prompt_degradation"] if prompt and stages else []
+    return (*names, "reflectance_change")
+
+
+def quality_description(name: str) -> str:
+    """What a ``quality.tif`` band holds (units and range)."""
+    return QUALITY_DESCRIPTIONS["sar_weight_stage" if name.startswith("sar_weight_") else name]

@@ -45,6 +45,7 @@ from tdpcr.core.specs import (
     S1_BANDS,
     S1_CLIP_DB,
     S2_BANDS,
+    S2_LEVEL,
     S2_SCALE,
     SPLITS,
     cloud_bin_index,
@@ -246,8 +247,11 @@ def _write_template(
 
 
 def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
+    mask_method = source.cloudmask_method
     if "cloudmask" in pieces:
         cover_method = "fraction of cloudmask 1 (cloud) or 2 (shadow) over known pixels"
+        if mask_method:
+            cover_method += f" (cloud mask from {mask_method.split(' on ')[0]})"
     else:
         cover_method = (
             "estimated: fraction of pixels whose mean B2-B4 reflectance is more than "
@@ -259,6 +263,7 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
         "source_layout": source.name,
         "source_root": str(Path(source.root).resolve()),
         "s2_bands": list(S2_BANDS),
+        "s2_level": S2_LEVEL,
         "s1_bands": list(S1_BANDS),
         "class_names": list(CLASS_NAMES),
         "ignore_index": IGNORE_INDEX,
@@ -266,6 +271,8 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
         "patch_size": patch_size,
         "transform_order": "GDAL (c, a, b, f, d, e)",
         "cloud_cover_method": cover_method,
+        "cloud_mask_method": mask_method
+        or ("from the source" if "cloudmask" in pieces else "none"),
         "normalisation": {
             "s2": f"reflectance = DN / {S2_SCALE:g}, clipped to [0, 1]",
             "s2_scale": S2_SCALE,

@@ -158,6 +158,21 @@ class PromptGuidedFusion(nn.Module):
         assert logits is not None  # guaranteed by the mode check in __init__
         return logits.view(b, 2, c, logits.shape[-2], logits.shape[-1])
 
+    def prompt_sar_preference(self, prompt: torch.Tensor) -> torch.Tensor | None:
+        """The SAR weight this fusion would give from the prompt alone, channel-averaged.
+
+        sigmoid(mean over channels of the local branch's SAR-minus-optical logit): 0.5 means
+        the prompt prefers neither modality, towards 1 that it marks the optical features as
+        degraded. None without a local branch ("global" mode).
+
+        Shapes: prompt (B, C_p, h, w) at this stage's resolution -> (B, 1, h, w).
+        """
+        if self.local_branch is None:
+            return None
+        b, _, h, w = prompt.shape
+        local = self.local_branch(prompt).view(b, 2, self.channels, h, w)
+        return torch.sigmoid((local[:, 1] - local[:, 0]).mean(dim=1, keepdim=True))
+
     def forward(
         self, f_opt: torch.Tensor, f_sar: torch.Tensor, prompt: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,6 +345,16 @@ class TDPCR(nn.Module):
             device=ref.device, dtype=ref.dtype
         )
         return self.seg_head
+
+    def prompt_degradation(self, prompt: torch.Tensor | None) -> torch.Tensor | None:
+        """The prompt's degradation estimate at full resolution, in [0, 1] (see
+        :meth:`PromptGuidedFusion.prompt_sar_preference`, first stage); None without a prompt.
+
+        Shapes: prompt (B, C_p, H, W) -> (B, 1, H, W).
+        """
+        if prompt is None:
+            return None
+        return self.pgf[0].prompt_sar_preference(prompt)
 
     def forward(
         self,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from tdpcr.core.commands import CommandFactory
+from tdpcr.core.specs import S1_UNITS
 
 
 def _options(args: argparse.Namespace):
@@ -18,7 +19,11 @@ def _options(args: argparse.Namespace):
         threads=args.threads,
         force_cpu=args.cpu,
         write_prompt=getattr(args, "prompt", False),
+        write_quality=not getattr(args, "no_quality", False),
         s2_offset=args.s2_offset,
+        s1_units=args.s1_units,
+        bbox=tuple(args.bbox) if args.bbox else None,
+        bbox_crs=args.bbox_crs,
         progress=not args.quiet,
     )
 
@@ -30,7 +35,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         Path(args.optical), Path(args.sar), Path(args.checkpoint), Path(args.out), _options(args)
     )
     print(
-        f"wrote {', '.join(result.files)} to {result.out_dir}: {result.height}x{result.width} "
+        f"wrote {', '.join(result.files)}, item.json to {result.out_dir}: "
+        f"{result.height}x{result.width} "
         f"pixels, {result.windows} windows, {result.seconds:.1f} s on {result.device} "
         f"({result.pixels_per_second:,.0f} pixels/s)"
     )
@@ -51,6 +57,18 @@ def _cmd_before_after(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _cmd_quality_figure(args: argparse.Namespace) -> None:
+    from tdpcr.prediction.engine import PredictOptions
+    from tdpcr.prediction.figures import quality_figure
+
+    options = PredictOptions(
+        window=args.window, overlap=args.overlap, batch_size=args.batch_size,
+        threads=args.threads, progress=False,
+    )  # fmt: skip
+    path = quality_figure(Path(args.scene), Path(args.checkpoint), Path(args.out), options=options)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
 def add_window_options(parser: argparse.ArgumentParser) -> None:
     """``--window``, ``--overlap`` and ``--batch-size`` (predict and its benchmark)."""
     parser.add_argument(
@@ -64,9 +82,17 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--optical", required=True, help="cloudy Sentinel-2 L1C GeoTIFF, 13 bands (DN)"
+        "--optical",
+        required=True,
+        help="cloudy Sentinel-2 (L1C): a GeoTIFF (13 bands, DN), a SAFE folder or .zip, or a "
+        "STAC Item JSON",
     )
-    parser.add_argument("--sar", required=True, help="Sentinel-1 GeoTIFF, 2 bands VV, VH in dB")
+    parser.add_argument(
+        "--sar",
+        required=True,
+        help="Sentinel-1 VV, VH: a GeoTIFF (dB or linear power) or a STAC Item with vv / vh "
+        "assets (e.g. S1 RTC)",
+    )
     parser.add_argument(
         "--checkpoint", required=True, help="checkpoint folder, e.g. results/models/tdpcr-full"
     )
@@ -77,9 +103,28 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     parser.add_argument(
         "--s2-offset",
-        type=int,
-        default=0,
-        help="DN offset to remove from S2 (1000 for processing baseline >= 04.00)",
+        type=float,
+        default=None,
+        help="DN offset to remove from every S2 band, overriding the product's metadata "
+        "(RADIO_ADD_OFFSET / BOA_ADD_OFFSET, STAC raster offset; none for a plain GeoTIFF)",
+    )
+    parser.add_argument(
+        "--s1-units",
+        choices=S1_UNITS,
+        default="auto",
+        help="S1 backscatter units; auto: as the product declares, else from the values "
+        "(ambiguous values are refused)",
+    )
+    parser.add_argument(
+        "--bbox",
+        type=float,
+        nargs=4,
+        metavar=("MINX", "MINY", "MAXX", "MAXY"),
+        default=None,
+        help="predict only this area (in --bbox-crs)",
+    )
+    parser.add_argument(
+        "--bbox-crs", default="EPSG:4326", help="CRS of --bbox (default EPSG:4326, lon / lat)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -96,6 +141,9 @@ def register(command: CommandFactory) -> None:
         "--out", required=True, help="output folder (cloudfree.tif, landcover.tif, ...)"
     )
     predict.add_argument("--prompt", action="store_true", help="also write prompt.tif")
+    predict.add_argument(
+        "--no-quality", action="store_true", help="do not write quality.tif (PGF SAR weights, ...)"
+    )
 
     figure = command(
         "before-after",
@@ -108,3 +156,16 @@ def register(command: CommandFactory) -> None:
         "--reference", default=None, help="cloud-free S2 GeoTIFF on the same grid (optional)"
     )
     figure.add_argument("--title", default=None, help="figure title")
+
+    quality = command(
+        "quality-figure",
+        _cmd_quality_figure,
+        "predict a synthetic scene folder and plot quality.tif next to its true cloud mask",
+    )
+    quality.add_argument(
+        "--scene", required=True, help="scene folder (s2_cloudy.tif, s1.tif, cloudmask.tif)"
+    )
+    quality.add_argument("--checkpoint", required=True, help="TDP-CR checkpoint folder")
+    quality.add_argument("--out", required=True, help="PNG to write (correlations in .json)")
+    add_window_options(quality)
+    quality.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

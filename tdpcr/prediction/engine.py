@@ -21,23 +21,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rasterio.windows import Window
 from torch import nn
 from tqdm import tqdm
 
-from tdpcr.core.checkpoint import load_checkpoint
+from tdpcr.core.checkpoint import load_checkpoint, trained_input_bands
 from tdpcr.core.errors import InputDataError, TdpcrError
 from tdpcr.core.io import atomic_folder
 from tdpcr.core.runtime import autocast, select_device, set_threads
-from tdpcr.core.specs import S2_BANDS
+from tdpcr.core.specs import S2_BANDS, S2_LEVEL, quality_band_names
 from tdpcr.models import create_model_from
-from tdpcr.prediction.inputs import (
-    OpenInputs,
-    open_inputs,
-    read_row_strip,
-    warn_if_linear,
-    window_batch,
-)
+from tdpcr.prediction.inputs import OpenInputs, open_inputs, read_row_strip, window_batch
+from tdpcr.prediction.stac import write_item
 from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_options
 from tdpcr.prediction.writers import SceneWriter, check_out
 
@@ -58,7 +54,14 @@ class PredictOptions:
             default.
         force_cpu: ignore CUDA even when present.
         write_prompt: also write ``prompt.tif`` (TDP-CR with a prompt generator only).
-        s2_offset: DN offset to subtract from S2 (1000 for processing baseline >= 04.00).
+        write_quality: write ``quality.tif`` (PGF SAR weights, the prompt's degradation
+            estimate, the reflectance change; see :data:`tdpcr.core.specs.QUALITY_DESCRIPTIONS`).
+        s2_offset: DN offset to subtract from every S2 band instead of the product's own
+            (``None``: from the product's metadata, 0 for a GeoTIFF without any).
+        s1_units: "auto" (declared by the product, else decided from the values), "db" or
+            "linear" (gamma0 / sigma0 power, converted to dB).
+        bbox: (minx, miny, maxx, maxy) in ``bbox_crs``: predict only this part of the scene.
+        bbox_crs: CRS of ``bbox`` (default longitude / latitude, EPSG:4326).
         progress: show a progress bar (tqdm) over the windows.
     """
 
@@ -68,7 +71,11 @@ class PredictOptions:
     threads: int | None = None
     force_cpu: bool = False
     write_prompt: bool = False
-    s2_offset: int = 0
+    write_quality: bool = True
+    s2_offset: float | None = None
+    s1_units: str = "auto"
+    bbox: tuple[float, float, float, float] | None = None
+    bbox_crs: str = "EPSG:4326"
     progress: bool = True
 
 
@@ -91,7 +98,7 @@ class PredictionResult:
     nodata_pixels: int
     accumulator_shape: list[int]
     model: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,10 +108,12 @@ class PredictionResult:
 class Predictor:
     """A model ready for inference, and what it outputs.
 
-    ``model(optical, sar)`` must return a dict with ``image`` (B, 13, H, W) and, when
+    ``model(optical, sar)`` must return a dict with ``image`` (B, C, H, W) and, when
     ``num_classes`` is set, ``logits`` (B, num_classes, H, W); with ``prompt_channels`` set it
-    must accept ``return_prompt=True`` and then also return ``prompt``. Any such module works,
-    which is how the tests check the blending with a model of known output.
+    must accept ``return_prompt=True`` and then also return ``prompt``; with ``pgf_stages`` > 0
+    it must accept ``return_weights=True`` and return TDP-CR's per-stage ``weights``. Any such
+    module works, which is how the tests check the blending with a model of known output.
+    ``s2_bands`` / ``s2_level``: the bands (in order) and level the model was trained on.
     """
 
     model: nn.Module
@@ -116,25 +125,75 @@ class Predictor:
     variant: str = ""
     checkpoint: str = ""
     image_channels: int = len(S2_BANDS)
+    s2_bands: tuple[str, ...] = S2_BANDS
+    s2_level: str = S2_LEVEL
+    pgf_stages: int = 0
+    prompt_degradation: bool = False
+    config_hash: str = ""
+
+    @property
+    def quality_names(self) -> tuple[str, ...]:
+        """Bands of ``quality.tif`` this model produces."""
+        return quality_band_names(self.pgf_stages, self.prompt_degradation)
 
     def __call__(
-        self, optical: np.ndarray, sar: np.ndarray, want_prompt: bool = False
+        self,
+        optical: np.ndarray,
+        sar: np.ndarray,
+        want_prompt: bool = False,
+        want_quality: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Forward a batch of normalised (B, C, h, w) float32 arrays; float32 numpy outputs."""
+        """Forward a batch of normalised (B, C, h, w) float32 arrays; float32 numpy outputs.
+
+        ``quality`` (with ``want_quality``): (B, len(quality_names), h, w), see
+        :func:`quality_maps`.
+        """
         cuda = self.device.type == "cuda"
         fmt = torch.channels_last
         opt = torch.from_numpy(optical).to(self.device).contiguous(memory_format=fmt)
         s1 = torch.from_numpy(sar).to(self.device).contiguous(memory_format=fmt)
-        kwargs = {"return_prompt": True} if want_prompt else {}
+        kwargs = {}
+        if want_prompt or (want_quality and self.prompt_degradation):
+            kwargs["return_prompt"] = True
+        if want_quality and self.pgf_stages:
+            kwargs["return_weights"] = True
         with torch.inference_mode(), autocast(cuda):
             out = self.model(opt, s1, **kwargs)
+            if want_quality:
+                out["quality"] = quality_maps(self, out, opt)
         keys = ["image"]
         if self.num_classes is not None:
             keys.append("logits")
         if want_prompt:
             keys.append("prompt")
+        if want_quality:
+            keys.append("quality")
         # The accumulators are numpy on the host: one copy per batch, contiguous, float32.
         return {k: out[k].float().contiguous().cpu().numpy() for k in keys}
+
+
+def quality_maps(predictor: Predictor, out: dict[str, Any], optical: torch.Tensor) -> torch.Tensor:
+    """The per-pixel quality channels of one batch, at the input resolution.
+
+    Per PGF stage, the channel mean of the SAR weight (``weights[:, 1]``), upsampled
+    bilinearly from the stage's resolution; the prompt's degradation estimate
+    (:meth:`tdpcr.models.tdpcr.TDPCR.prompt_degradation`); the mean absolute reflectance
+    change from the input to the (clipped) output.
+
+    Shapes: optical (B, C, H, W) -> (B, len(predictor.quality_names), H, W) float32.
+    """
+    size = optical.shape[-2:]
+    maps = []
+    for weights in out.get("weights") or []:
+        sar_weight = weights[:, 1].float().mean(dim=1, keepdim=True)
+        if sar_weight.shape[-2:] != size:
+            sar_weight = F.interpolate(sar_weight, size=size, mode="bilinear", align_corners=False)
+        maps.append(sar_weight)
+    if predictor.prompt_degradation:
+        maps.append(predictor.model.prompt_degradation(out["prompt"]).float())
+    change = (out["image"].float().clamp(0.0, 1.0) - optical.float()).abs()
+    maps.append(change.mean(dim=1, keepdim=True))
+    return torch.cat(maps, dim=1)
 
 
 def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
@@ -165,6 +224,8 @@ def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
     model = create_model_from(loaded).eval().to(device=device, memory_format=torch.channels_last)
     generator = getattr(model, "prompt_generator", None)
     prompt_channels = int(generator.body[-1].out_channels) if generator is not None else None
+    bands, level = trained_input_bands(meta)
+    stages = len(getattr(model, "pgf", ()))
     return Predictor(
         model=model,
         num_classes=getattr(model, "num_classes", None),
@@ -174,6 +235,12 @@ def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
         model_name=meta.model_name,
         variant=meta.variant,
         checkpoint=str(folder),
+        image_channels=len(bands),
+        s2_bands=bands,
+        s2_level=level,
+        pgf_stages=stages,
+        prompt_degradation=bool(stages) and getattr(model, "pgf_mode", "") != "global",
+        config_hash=str(meta.extra.get("config_hash", "")),
     )
 
 
@@ -185,15 +252,18 @@ def predict_scene(
     options: PredictOptions | None = None,
 ) -> PredictionResult:
     """Predict a whole scene and write ``cloudfree.tif``, ``landcover.tif`` (models with a
-    segmentation head) and optionally ``prompt.tif`` as COGs in ``out``.
+    segmentation head), ``quality.tif`` and optionally ``prompt.tif`` as COGs in ``out``, with
+    a STAC Item ``item.json`` describing them and ``prediction.json`` (the run's record).
 
     Args:
-        optical: cloudy Sentinel-2 L1C GeoTIFF, 13 bands (DN = reflectance x 1e4).
-        sar: Sentinel-1 GeoTIFF, 2 bands (VV, VH in dB); reprojected (bilinear) onto the S2 grid
-            with a warning when it is on another grid.
+        optical: cloudy Sentinel-2: a GeoTIFF, a SAFE folder or zip, or a STAC Item JSON
+            (:mod:`tdpcr.prediction.products`), of the level and bands the checkpoint was
+            trained on (L1C, 13 bands).
+        sar: Sentinel-1 VV, VH: a GeoTIFF (dB or linear power) or a STAC Item with ``vv`` /
+            ``vh`` assets; resampled (bilinear) onto the S2 grid with a warning when on another.
         checkpoint: checkpoint folder, or an already loaded :class:`Predictor`.
         out: output folder; written under a temporary name and renamed when complete.
-        options: window, overlap, batch size, threads, device, prompt output.
+        options: window, overlap, batch size, threads, device, outputs, input overrides, bbox.
 
     Returns:
         What was written (also saved as ``out/prediction.json``).
@@ -220,15 +290,46 @@ def predict_scene(
             "prompt generator (TDP-CR with PGF local or both only)"
         )
     t0 = time.perf_counter()
-    with open_inputs(optical, sar) as inputs:
-        check_out(out)
-        with atomic_folder(out) as tmp:
-            result = _run(predictor, inputs, optical, sar, tmp, options)
-            result.out_dir = str(out)
-            result.seconds = round(time.perf_counter() - t0, 3)
-            result.pixels_per_second = round(result.height * result.width / result.seconds, 1)
-            (tmp / "prediction.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    check_out(out)
+    with (
+        open_inputs(
+            optical,
+            sar,
+            bands=predictor.s2_bands,
+            level=predictor.s2_level,
+            checkpoint=predictor.checkpoint or predictor.model_name,
+            s2_offset=options.s2_offset,
+            s1_units=options.s1_units,
+            bbox=options.bbox,
+            bbox_crs=options.bbox_crs,
+        ) as inputs,
+        atomic_folder(out) as tmp,
+    ):
+        result = _run(predictor, inputs, optical, sar, tmp, options)
+        result.out_dir = str(out)
+        result.seconds = round(time.perf_counter() - t0, 3)
+        result.pixels_per_second = round(result.height * result.width / result.seconds, 1)
+        (tmp / "prediction.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        write_item(tmp, inputs, predictor, options, result)
     return result
+
+
+def _inputs_record(inputs: OpenInputs, optical: Path, sar: Path) -> dict[str, Any]:
+    """What was read, for ``prediction.json`` and the STAC Item."""
+    s2, s1 = inputs.optical, inputs.sar
+    record: dict[str, Any] = {"optical": str(optical), "sar": str(sar)}
+    if s2 is not None:
+        record.update(
+            optical_kind=s2.kind,
+            optical_level=s2.level,
+            s2_dn_offset=[int(v) for v in inputs.s2_dn_offset],
+        )
+    if s1 is not None:
+        record.update(sar_kind=s1.kind, s1_units=s1.units)
+    if inputs.window is not None:
+        w = inputs.window
+        record["window"] = [int(w.col_off), int(w.row_off), int(w.width), int(w.height)]
+    return record
 
 
 def _run(
@@ -245,7 +346,8 @@ def _run(
     n_img = predictor.image_channels
     n_cls = predictor.num_classes or 0
     n_prm = (predictor.prompt_channels or 0) if options.write_prompt else 0
-    blender = RowBandBlender(n_img + n_cls + n_prm, plan.win_y, width)
+    quality = predictor.quality_names if options.write_quality else ()
+    blender = RowBandBlender(n_img + n_cls + n_prm + len(quality), plan.win_y, width)
     col_weights = [plan.col_weights(c) for c in plan.cols]
     tags = {
         "generator": "tdpcr predict",
@@ -258,8 +360,9 @@ def _run(
         "overlap": str(options.overlap),
     }
     writer = SceneWriter(
-        tmp, grid, image_bands=n_img, classes=n_cls, prompt_channels=n_prm, tags=tags
-    )
+        tmp, grid, image_bands=n_img, classes=n_cls, prompt_channels=n_prm, tags=tags,
+        band_names=predictor.s2_bands, quality_bands=quality,
+    )  # fmt: skip
     with writer:
 
         def emit(start: int, stop: int) -> None:
@@ -269,7 +372,6 @@ def _run(
 
         bar = tqdm(total=plan.count, desc="predict", unit="window", disable=not options.progress)
         written = 0
-        warned_linear = False
         with bar:
             for row in plan.rows:
                 # Every row above `row` has received all of its windows: write it, shift.
@@ -279,21 +381,23 @@ def _run(
                 blender.shift_to(row)
                 valid_rows = min(plan.win_y, height - row)
                 s2, s1, invalid = read_row_strip(inputs, optical, sar, row, valid_rows)
-                if not warned_linear:
-                    warned_linear = warn_if_linear(s1, sar)
                 blender.invalid[:valid_rows] = invalid
                 row_w = plan.row_weights(row)
                 for start in range(0, len(plan.cols), options.batch_size):
                     cols = plan.cols[start : start + options.batch_size]
                     opt_batch, sar_batch = window_batch(
-                        s2, s1, invalid, cols, plan.win_y, plan.win_x, options.s2_offset
+                        s2, s1, invalid, cols, plan.win_y, plan.win_x
                     )
-                    out = predictor(opt_batch, sar_batch, want_prompt=bool(n_prm))
+                    out = predictor(
+                        opt_batch, sar_batch, want_prompt=bool(n_prm), want_quality=bool(quality)
+                    )
                     parts = [out["image"]]
                     if n_cls:
                         parts.append(out["logits"])
                     if n_prm:
                         parts.append(out["prompt"])
+                    if quality:
+                        parts.append(out["quality"])
                     stacked = np.concatenate(parts, axis=1)
                     for i, col in enumerate(cols):
                         valid_cols = min(plan.win_x, width - col)
@@ -323,6 +427,9 @@ def _run(
             "variant": predictor.variant,
             "checkpoint": predictor.checkpoint,
             "classes": n_cls,
+            "s2_bands": list(predictor.s2_bands),
+            "s2_level": predictor.s2_level,
+            "config_hash": predictor.config_hash,
         },
-        inputs={"optical": str(optical), "sar": str(sar)},
+        inputs=_inputs_record(inputs, optical, sar),
     )

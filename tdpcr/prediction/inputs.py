@@ -1,72 +1,192 @@
 """Opening and checking a scene's inputs, and cutting them into normalised model windows.
 
-Value conventions are the training ones (:mod:`tdpcr.data.normalize`): S2 L1C digital numbers
-(reflectance x 1e4; pass ``s2_offset=1000`` for processing baseline >= 04.00 products) and S1
-backscatter in dB (VV, VH). Nodata: an S2 pixel is nodata when all 13 bands equal the file's
-nodata value, or are all 0, or any band is NaN; it is fed to the model as 0 and written as
-nodata by :mod:`tdpcr.prediction.writers`. S1 nodata (the file's nodata value, NaN, or outside
-the S1 footprint) becomes the normalised floor 0, as in training; the optical pixel stays
-valid. Inputs are read in row strips (windowed reads; S1 on another grid through a GDAL warped
-VRT, which reprojects only what is read), so memory grows with the scene width only.
+The products themselves (GeoTIFF, SAFE, STAC Item) are opened by :mod:`.products`; this module
+checks them against the checkpoint and each other and returns :class:`OpenInputs`, the one
+contract the engine reads: S2 bands in the checkpoint's order on the S2 grid (cut to the
+``bbox``), with the product's DN offset removed; S1 (VV, VH) in dB on the same grid.
+
+Value conventions are the training ones (:mod:`tdpcr.data.normalize`): S2 digital numbers
+(reflectance x 1e4) and S1 backscatter in dB. Nodata: an S2 pixel is nodata when all bands
+equal the product's nodata value, or are all 0, or any band is NaN (decided before the offset
+is removed); it is fed to the model as 0 and written as nodata by :mod:`.writers`. S1 nodata
+(the file's nodata value, NaN, outside the S1 footprint, and linear power <= 0) becomes the
+normalised floor 0, as in training; the optical pixel stays valid.
+
+S1 units: ``--s1-units db`` or ``linear`` say it; ``auto`` (the default) takes what the
+product declares (GDAL band units, STAC ``raster:bands`` unit) and otherwise decides from the
+values: mostly negative is dB, all >= 0 with a median below 1 is linear power, anything else
+is refused as ambiguous. Linear power becomes 10 log10(x) after any resampling (power is what
+averages physically).
+
+Inputs are read in row strips (windowed reads; bands and S1 on another grid through GDAL warped
+VRTs, which resample only what is read), so memory grows with the scene width only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.io import DatasetReader
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
 
-from tdpcr.core.errors import InputDataError
-from tdpcr.core.specs import S1_BANDS, S2_BANDS
+from tdpcr.core.errors import InputDataError, TdpcrError
+from tdpcr.core.specs import S1_BANDS, S1_UNITS, S2_BANDS, S2_LEVEL
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.rasters import Grid
+from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical, open_sar
 
 log = logging.getLogger(__name__)
+
+#: S1 is sampled in UNITS_SAMPLE_WINDOWS x UNITS_SAMPLE_WINDOWS windows of UNITS_SAMPLE_SIDE
+#: pixels to decide or check its units (65,536 values at most).
+UNITS_SAMPLE_WINDOWS = 8
+UNITS_SAMPLE_SIDE = 32
+
+
+class StackReader:
+    """Bands of one or more datasets on one grid, read together as (bands, rows, cols).
+
+    ``row_off`` / ``col_off`` place window (0, 0) on the datasets' grid (the ``--bbox`` cut).
+    Consecutive bands of one dataset are read in one call.
+    """
+
+    def __init__(self, refs: list[BandRef], row_off: int = 0, col_off: int = 0) -> None:
+        self.refs = refs
+        self.row_off, self.col_off = row_off, col_off
+        self.groups: list[tuple[Any, list[int]]] = []
+        for ref in refs:
+            if self.groups and self.groups[-1][0] is ref.reader:
+                self.groups[-1][1].append(ref.index)
+            else:
+                self.groups.append((ref.reader, [ref.index]))
+
+    @property
+    def count(self) -> int:
+        return len(self.refs)
+
+    def read(self, window: Window) -> np.ndarray:
+        """The bands of ``window`` (in this reader's coordinates), (bands, rows, cols)."""
+        shifted = Window(
+            window.col_off + self.col_off, window.row_off + self.row_off,
+            window.width, window.height,
+        )  # fmt: skip
+        parts = [reader.read(indexes, window=shifted) for reader, indexes in self.groups]
+        if len(parts) == 1:
+            return parts[0]
+        dtype = np.result_type(*parts)
+        return np.concatenate([p.astype(dtype, copy=False) for p in parts])
 
 
 @dataclass
 class OpenInputs:
-    """Open input datasets and what was learnt checking them."""
+    """Open, checked inputs (see the module docstring) and what was learnt checking them.
 
-    s2: DatasetReader
-    s1: Any  # DatasetReader or WarpedVRT: both offer read(window=...)
+    Attributes:
+        s2, s1: readers of the S2 bands (checkpoint order) and of VV, VH on ``grid``.
+        grid: the grid of the outputs: the S2 grid, cut to the bbox.
+        s2_nodata, s1_nodata: nodata values as read (``s1_nodata`` None when S1 is warped:
+            its nodata then reads as NaN).
+        s1_reprojected: S1 was resampled onto the S2 grid.
+        s2_dn_offset: (bands,) uint16 DN removed from each S2 band (0 where none).
+        s1_linear: S1 is linear power (converted to dB when read).
+        optical, sar: the products, for the outputs' metadata.
+        window: the bbox cut, in pixels of the full S2 grid.
+    """
+
+    s2: Any
+    s1: Any
     grid: Grid
     s2_nodata: float | None
     s1_nodata: float | None
     s1_reprojected: bool
+    s2_dn_offset: np.ndarray = field(default_factory=lambda: np.zeros(13, np.uint16))
+    s1_linear: bool = False
+    optical: Product | None = None
+    sar: Product | None = None
+    window: Window | None = None
 
 
-def _open_raster(path: Path, what: str) -> DatasetReader:
-    if not Path(path).is_file():
-        raise InputDataError(f"{path}: file not found (expected {what})")
+def check_bands(product: Product, bands: tuple[str, ...], level: str, checkpoint: str) -> None:
+    """Refuse a product whose level or bands differ from what the checkpoint was trained on.
+
+    The message names the first missing band and both levels, e.g. an L2A product (no B10)
+    given to a model trained on L1C.
+    """
+    missing = [b for b in bands if b not in product.bands]
+    trained = f"the checkpoint {checkpoint} was trained on {level} bands {', '.join(bands)}"
+    if missing:
+        raise InputDataError(
+            f"{product.path}: band {missing[0]} missing ({len(missing)} of {len(bands)} "
+            f"missing) in this Sentinel-2 {product.describe()}; {trained}"
+        )
+    if product.level is not None and product.level != level:
+        reflectance = "surface" if product.level == "L2A" else "top-of-atmosphere"
+        raise InputDataError(
+            f"{product.path}: a Sentinel-2 {product.level} product ({reflectance} reflectance); "
+            f"{trained}: give the {level} product of this scene"
+        )
+
+
+def bbox_window(
+    bbox: tuple[float, float, float, float], bbox_crs: str, grid: Grid, where: Path
+) -> Window:
+    """Pixels of ``grid`` covering ``bbox`` (minx, miny, maxx, maxy in ``bbox_crs``).
+
+    Raises:
+        TdpcrError: a bbox with min >= max or an unknown CRS.
+        InputDataError: a bbox that does not overlap the scene ``where``.
+    """
+    minx, miny, maxx, maxy = bbox
+    if not (minx < maxx and miny < maxy):
+        raise TdpcrError(f"--bbox {minx} {miny} {maxx} {maxy}: expected minx miny maxx maxy")
     try:
-        with warnings.catch_warnings():
-            # A file without georeferencing is refused below with one line naming it;
-            # rasterio's multi-line warning would only repeat that.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputDataError(f"{path}: not a readable GeoTIFF ({first})") from None
+        left, bottom, right, top = transform_bounds(bbox_crs, grid.crs, *bbox, densify_pts=21)
+    except Exception as err:  # CRSError, projection errors: both one line for the user
+        raise TdpcrError(f"--bbox-crs {bbox_crs}: cannot transform the bbox ({err})") from None
+    window = from_bounds(left, bottom, right, top, grid.transform)
+    col0, row0 = max(math.floor(window.col_off), 0), max(math.floor(window.row_off), 0)
+    col1 = min(math.ceil(window.col_off + window.width), grid.width)
+    row1 = min(math.ceil(window.row_off + window.height), grid.height)
+    if col1 <= col0 or row1 <= row0:
+        scene = transform_bounds(grid.crs, bbox_crs, *_bounds(grid), densify_pts=21)
+        raise InputDataError(
+            f"{where}: --bbox {minx} {miny} {maxx} {maxy} ({bbox_crs}) lies outside the scene "
+            f"(scene bounds in {bbox_crs}: {', '.join(f'{v:.5g}' for v in scene)})"
+        )
+    return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-def _same_grid(a: DatasetReader, b: DatasetReader) -> bool:
+def _bounds(grid: Grid) -> tuple[float, float, float, float]:
+    t = grid.transform
+    xs = (t.c, t.c + t.a * grid.width)
+    ys = (t.f, t.f + t.e * grid.height)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _footprint_coverage(s2: Grid, s1: Grid) -> float:
+    """Fraction of the S2 footprint inside the S1 footprint (bounding boxes, in S2's CRS)."""
+    left, bottom, right, top = transform_bounds(s1.crs, s2.crs, *_bounds(s1), densify_pts=21)
+    b_left, b_bottom, b_right, b_top = _bounds(s2)
+    width = min(right, b_right) - max(left, b_left)
+    height = min(top, b_top) - max(bottom, b_bottom)
+    if width <= 0 or height <= 0:
+        return 0.0
+    return float(width * height / ((b_right - b_left) * (b_top - b_bottom)))
+
+
+def _same_grid(a: Grid, b: Grid) -> bool:
     """Same CRS, shape and pixel grid (origins within 1/1000 pixel, sizes within 1e-6)."""
-    if a.crs != b.crs or a.shape != b.shape:
+    if a.crs != b.crs or (a.height, a.width) != (b.height, b.width):
         return False
     ta, tb = a.transform, b.transform
     pixel = max(abs(ta.a), abs(ta.e))
@@ -77,88 +197,183 @@ def _same_grid(a: DatasetReader, b: DatasetReader) -> bool:
     return same_size and abs(ta.c - tb.c) <= 1e-3 * pixel and abs(ta.f - tb.f) <= 1e-3 * pixel
 
 
-def _footprint_coverage(s2: DatasetReader, s1: DatasetReader) -> float:
-    """Fraction of the S2 footprint inside the S1 footprint (bounding boxes, in S2's CRS)."""
-    left, bottom, right, top = transform_bounds(s1.crs, s2.crs, *s1.bounds, densify_pts=21)
-    b = s2.bounds
-    width = min(right, b.right) - max(left, b.left)
-    height = min(top, b.top) - max(bottom, b.bottom)
-    if width <= 0 or height <= 0:
-        return 0.0
-    return float(width * height / ((b.right - b.left) * (b.top - b.bottom)))
+def _s2_reader(
+    optical: Product, bands: tuple[str, ...], window: Window, s2_offset: float | None
+) -> tuple[StackReader, np.ndarray]:
+    refs = [optical.bands[b] for b in bands]
+    offsets = [s2_offset if s2_offset is not None else ref.dn_offset for ref in refs]
+    for band, value in zip(bands, offsets, strict=True):
+        if not 0 <= value < 10_000:
+            raise InputDataError(
+                f"{optical.path}: DN offset {value:g} of band {band} outside [0, 10000); "
+                "override it with --s2-offset"
+            )
+    reader = StackReader(refs, int(window.row_off), int(window.col_off))
+    return reader, np.rint(offsets).astype(np.uint16)
+
+
+def _s1_reader(
+    sar: Product, grid: Grid, full: Grid, window: Window, stack: ExitStack
+) -> tuple[StackReader, bool, float | None]:
+    """VV, VH on ``grid`` (the cut of ``full``): direct reads when S1 is on ``full``."""
+    refs = [sar.bands[b] for b in S1_BANDS]
+    if all(_same_grid(_grid_of(r.reader), full) for r in refs):
+        return StackReader(refs, int(window.row_off), int(window.col_off)), False, sar.nodata
+    warped = {}
+    for ref in refs:
+        if id(ref.reader) not in warped:
+            # A warped VRT reprojects only the windows read, so memory stays bounded. Pixels
+            # outside the S1 footprint read as NaN (-> the normalised floor 0 later).
+            warped[id(ref.reader)] = stack.enter_context(
+                WarpedVRT(
+                    ref.reader, crs=grid.crs, transform=grid.transform, width=grid.width,
+                    height=grid.height, resampling=RESAMPLING, src_nodata=ref.reader.nodata,
+                    nodata=float("nan"), dtype="float32",
+                )
+            )  # fmt: skip
+    moved = [BandRef(r.name, warped[id(r.reader)], r.index) for r in refs]
+    return StackReader(moved), True, None
+
+
+def _grid_of(src: Any) -> Grid:
+    return Grid(src.crs, src.transform, src.height, src.width)
+
+
+def decide_s1_units(values: np.ndarray, requested: str, declared: str | None, path: Path) -> str:
+    """The units of S1 ``values`` (finite samples), "db" or "linear", or refuse them.
+
+    See the module docstring. Exact zeros are left out: products fill no data with 0 in
+    either unit (and SEN12MS-CR caps its dB at 0), so they tell nothing about the unit.
+    """
+    values = values[values != 0]
+    negative = float(np.mean(values < 0)) if values.size else 0.0
+    median = float(np.median(values)) if values.size else float("nan")
+    seen = f"{100 * negative:.0f} % of the values are negative, median {median:.3g}"
+    units = requested if requested != "auto" else declared
+    if units == "linear" and negative > 0.01:
+        raise InputDataError(
+            f"{path}: S1 given as linear power but {seen}; power is >= 0 (is it in dB? use "
+            "--s1-units db)"
+        )
+    if units is not None:
+        return units
+    if values.size == 0:
+        return "db"  # no valid S1 at all: every pixel gets the floor either way
+    if negative >= 0.9:
+        return "db"
+    if negative == 0.0 and median < 1.0 and float(np.percentile(values, 99)) < 100.0:
+        return "linear"
+    raise InputDataError(
+        f"{path}: cannot tell whether S1 is in dB or linear power ({seen}); say it with "
+        "--s1-units db or --s1-units linear"
+    )
+
+
+def _s1_sample(reader: StackReader, grid: Grid, nodata: float | None) -> np.ndarray:
+    """Valid S1 values of up to UNITS_SAMPLE_WINDOWS^2 small windows spread over the scene.
+
+    Small windows, not a decimated read of the whole scene: through a warped VRT the latter
+    would resample all of S1 once just to look at it.
+    """
+    side = UNITS_SAMPLE_SIDE
+    rows = _spread(grid.height, side)
+    cols = _spread(grid.width, side)
+    parts = []
+    for row in rows:
+        for col in cols:
+            window = Window(col, row, min(side, grid.width - col), min(side, grid.height - row))
+            parts.append(reader.read(window).astype("float32").ravel())
+    data = np.concatenate(parts)
+    valid = np.isfinite(data)
+    if nodata is not None and not math.isnan(nodata):
+        valid &= data != np.float32(nodata)
+    return data[valid]
+
+
+def _spread(length: int, side: int) -> list[int]:
+    """Up to UNITS_SAMPLE_WINDOWS window starts spread evenly over ``length`` pixels."""
+    if length <= side:
+        return [0]
+    count = min(UNITS_SAMPLE_WINDOWS, length // side)
+    return sorted({round(i * (length - side) / max(count - 1, 1)) for i in range(count)})
 
 
 @contextmanager
-def open_inputs(optical: Path, sar: Path) -> Iterator[OpenInputs]:
-    """Open and check the S2 and S1 scenes; S1 on another grid is warped onto S2's.
+def open_inputs(
+    optical: Path,
+    sar: Path,
+    *,
+    bands: tuple[str, ...] = S2_BANDS,
+    level: str = S2_LEVEL,
+    checkpoint: str = "",
+    s2_offset: float | None = None,
+    s1_units: str = "auto",
+    bbox: tuple[float, float, float, float] | None = None,
+    bbox_crs: str = "EPSG:4326",
+) -> Iterator[OpenInputs]:
+    """Open and check the S2 and S1 products; S1 on another grid is warped onto S2's.
+
+    Args:
+        optical, sar: the products (see :mod:`.products`).
+        bands, level, checkpoint: what the model was trained on (and its name, for messages).
+        s2_offset: DN offset to remove from every S2 band instead of the product's own.
+        s1_units: "auto", "db" or "linear".
+        bbox, bbox_crs: cut this area out of the scene first.
 
     Raises:
-        InputDataError: a file missing or unreadable, a band count other than 13 (S2) or 2
-            (S1), no CRS, footprints that do not overlap.
+        InputDataError: a product missing, unreadable or of another level, a band missing,
+            no CRS, footprints that do not overlap, S1 units that cannot be told.
     """
+    optical, sar = Path(optical), Path(sar)
+    if s1_units not in S1_UNITS:
+        raise TdpcrError(f"--s1-units {s1_units}: expected one of {', '.join(S1_UNITS)}")
     with ExitStack() as stack:
-        s2 = stack.enter_context(_open_raster(optical, "a 13-band Sentinel-2 L1C GeoTIFF"))
-        s1 = stack.enter_context(_open_raster(sar, "a 2-band Sentinel-1 GeoTIFF (VV, VH in dB)"))
-        for src, path, bands, what in (
-            (s2, optical, len(S2_BANDS), "Sentinel-2 L1C (B1..B12 incl. B8A)"),
-            (s1, sar, len(S1_BANDS), "Sentinel-1 (VV, VH in dB)"),
-        ):
-            if src.count != bands:
+        s2_product = open_optical(optical, stack)
+        check_bands(s2_product, bands, level, checkpoint or "(this model)")
+        s1_product = open_sar(sar, stack)
+        for product, what in ((s2_product, "S2 scene"), (s1_product, "S1 scene")):
+            if product.grid.crs is None:
                 raise InputDataError(
-                    f"{path}: expected {what} with {bands} bands, found {src.count}"
+                    f"{product.path}: no CRS; expected a georeferenced {what} (outputs take the "
+                    "S2 CRS and transform)"
                 )
-            if src.crs is None:
-                raise InputDataError(
-                    f"{path}: no CRS; expected a georeferenced GeoTIFF (outputs take the S2 "
-                    "CRS and transform)"
-                )
-        coverage = _footprint_coverage(s2, s1)
+        full = s2_product.grid
+        window = Window(0, 0, full.width, full.height)
+        if bbox is not None:
+            window = bbox_window(bbox, bbox_crs, full, optical)
+        grid = Grid(full.crs, window_transform(window, full.transform),
+                    int(window.height), int(window.width))  # fmt: skip
+        coverage = _footprint_coverage(grid, s1_product.grid)
         if coverage <= 0.0:
+            s1b, s2b = _bounds(s1_product.grid), _bounds(grid)
             raise InputDataError(
                 f"{sar}: footprint does not overlap the S2 scene {optical} (S1 bounds "
-                f"{tuple(round(v, 1) for v in s1.bounds)} in {s1.crs.to_string()}, S2 bounds "
-                f"{tuple(round(v, 1) for v in s2.bounds)} in {s2.crs.to_string()})"
+                f"{tuple(round(v, 1) for v in s1b)} in {s1_product.grid.crs.to_string()}, S2 "
+                f"bounds {tuple(round(v, 1) for v in s2b)} in {grid.crs.to_string()})"
             )
-        reprojected = not _same_grid(s2, s1)
-        reader: Any = s1
+        s2_reader, offsets = _s2_reader(s2_product, bands, window, s2_offset)
+        s1_reader, reprojected, s1_nodata = _s1_reader(s1_product, grid, full, window, stack)
         if reprojected:
             log.warning(
                 "%s: S1 is not on the S2 grid of %s (%s, %.4g m pixels vs %s, %.4g m); "
                 "reprojecting it onto the S2 grid (bilinear)",
-                sar,
-                optical,
-                s1.crs.to_string(),
-                abs(s1.transform.a),
-                s2.crs.to_string(),
-                abs(s2.transform.a),
-            )
-            # A warped VRT reprojects only the windows read, so memory stays bounded. Pixels
-            # outside the S1 footprint read as NaN (-> the normalised floor 0 later).
-            reader = stack.enter_context(
-                WarpedVRT(
-                    s1,
-                    crs=s2.crs,
-                    transform=s2.transform,
-                    width=s2.width,
-                    height=s2.height,
-                    resampling=Resampling.bilinear,
-                    src_nodata=s1.nodata,
-                    nodata=float("nan"),
-                    dtype="float32",
-                )
-            )
+                sar, optical, s1_product.grid.crs.to_string(),
+                abs(s1_product.grid.transform.a), grid.crs.to_string(), abs(grid.transform.a),
+            )  # fmt: skip
         if coverage < 0.999:
             log.warning(
                 "%s: covers only %.1f %% of the S2 scene %s; S2 pixels without S1 get the "
                 "S1 floor value (as missing S1 in training)",
-                sar,
-                100 * coverage,
-                optical,
-            )
-        grid = Grid(s2.crs, s2.transform, s2.height, s2.width)
+                sar, 100 * coverage, optical,
+            )  # fmt: skip
+        sample = _s1_sample(s1_reader, grid, s1_nodata)
+        units = decide_s1_units(sample, s1_units, s1_product.units, sar)
+        s1_product.units = units
         yield OpenInputs(
-            s2, reader, grid, s2.nodata, None if reprojected else s1.nodata, reprojected
-        )
+            s2_reader, s1_reader, grid, s2_product.nodata, s1_nodata, reprojected,
+            s2_dn_offset=offsets, s1_linear=units == "linear", optical=s2_product,
+            sar=s1_product, window=window,
+        )  # fmt: skip
 
 
 def read_strip(
@@ -177,13 +392,35 @@ def read_strip(
 def read_row_strip(
     inputs: OpenInputs, optical: Path, sar: Path, row: int, rows: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """S2 DN, S1 dB (nodata -> NaN) and the S2 nodata mask of ``rows`` scene rows from ``row``."""
+    """S2 DN (offset removed), S1 dB (nodata -> NaN) and the S2 nodata mask of ``rows`` rows.
+
+    Shapes: (bands, rows, width), (2, rows, width), (rows, width).
+    """
     width = inputs.grid.width
     s2 = read_strip(inputs.s2, optical, row, rows, width)
     s1 = read_strip(inputs.s1, sar, row, rows, width, "float32")
     if inputs.s1_nodata is not None and not math.isnan(inputs.s1_nodata):
         s1[s1 == np.float32(inputs.s1_nodata)] = np.nan
-    return s2, s1, nodata_mask(s2, inputs.s2_nodata)
+    if inputs.s1_linear:
+        s1 = linear_to_db(s1)
+    invalid = nodata_mask(s2, inputs.s2_nodata)
+    offsets = inputs.s2_dn_offset
+    if offsets.any() and s2.dtype.kind == "u":
+        # DN below the offset are 0 reflectance (the model clips at 0 anyway); unsigned
+        # arithmetic keeps the strip in its own dtype (half the memory of float32).
+        off = offsets.astype(s2.dtype)[:, None, None]
+        s2 = np.maximum(s2, off) - off
+    elif offsets.any():
+        s2 = np.clip(s2 - offsets.astype(s2.dtype)[:, None, None], 0, None)
+    return s2, s1, invalid
+
+
+def linear_to_db(power: np.ndarray) -> np.ndarray:
+    """10 log10 of linear power; zeros, negatives and NaN (no data in RTC products) -> NaN."""
+    out = np.full(power.shape, np.nan, dtype=np.float32)
+    positive = power > 0
+    out[positive] = 10.0 * np.log10(power[positive])
+    return out
 
 
 def nodata_mask(strip: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -216,8 +453,9 @@ def window_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised model inputs (B, C, win_y, win_x) of the windows at ``cols`` of a row strip.
 
-    Windows reaching past the strip (a scene smaller than a window, or the last tile of plain
-    tiling) are mirror-padded.
+    ``s2`` comes from :func:`read_row_strip` (offset already removed); ``s2_offset`` removes a
+    further one. Windows reaching past the strip (a scene smaller than a window, or the last
+    tile of plain tiling) are mirror-padded.
     """
     opt, rad = [], []
     for col in cols:
@@ -229,17 +467,3 @@ def window_batch(
         opt.append(pad_to(x, win_y, win_x))
         rad.append(pad_to(normalise_s1(s1[:, :, col : col + win_x]), win_y, win_x))
     return np.stack(opt), np.stack(rad)
-
-
-def warn_if_linear(s1: np.ndarray, path: Path) -> bool:
-    """Warn once when S1 looks like linear power, not dB; True once a check could be made."""
-    finite = s1[np.isfinite(s1)]
-    if finite.size == 0:
-        return False
-    if float(np.mean(finite > 0)) > 0.5:
-        log.warning(
-            "%s: most S1 values are > 0; expected backscatter in dB (VV, VH, mostly negative). "
-            "Convert linear power with 10 * log10(x)",
-            path,
-        )
-    return True

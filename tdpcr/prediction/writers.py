@@ -6,7 +6,9 @@ overviews, 512 x 512 blocks). The folder becomes ``--out`` only when everything 
 (:func:`tdpcr.core.io.atomic_folder`), so a failure leaves nothing there.
 
 Nodata: 0 in ``cloudfree.tif`` (valid pixels are clipped to >= 1 DN so they never read as
-nodata), 255 in ``landcover.tif`` (the project's ignore label), NaN in ``prompt.tif``.
+nodata), 255 in ``landcover.tif`` (the project's ignore label), NaN in ``prompt.tif`` and
+``quality.tif``. ``cloudfree.tif`` carries GDAL's band scale (1e-4) and offset (0), so GDAL,
+QGIS, rioxarray (``mask_and_scale=True``) and odc read reflectance directly.
 """
 
 from __future__ import annotations
@@ -21,11 +23,28 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from tdpcr.core.errors import TdpcrError
-from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX, LANDCOVER_COLORS, S2_BANDS, S2_SCALE
+from tdpcr.core.specs import (
+    CLASS_NAMES,
+    IGNORE_INDEX,
+    LANDCOVER_COLORS,
+    S2_BANDS,
+    S2_SCALE,
+    quality_description,
+)
 from tdpcr.data.rasters import Grid
 
 #: Every file a prediction folder may hold; an existing --out with anything else is refused.
-OUTPUT_FILES: tuple[str, ...] = ("cloudfree.tif", "landcover.tif", "prompt.tif", "prediction.json")
+OUTPUT_FILES: tuple[str, ...] = (
+    "cloudfree.tif",
+    "landcover.tif",
+    "quality.tif",
+    "prompt.tif",
+    "prediction.json",
+    "item.json",
+)
+#: GDAL band scale of ``cloudfree.tif``: reflectance = DN x scale + offset.
+REFLECTANCE_SCALE = 1.0 / S2_SCALE
+REFLECTANCE_OFFSET = 0.0
 #: Nodata of ``cloudfree.tif`` (valid pixels are clipped to >= 1 DN).
 CLOUDFREE_NODATA = 0
 #: Nodata of ``landcover.tif`` (the project's ignore label).
@@ -93,8 +112,9 @@ class SceneWriter:
     """The raw output GeoTIFFs of one scene, open for windowed writes of blended values.
 
     ``values`` handed to :meth:`write` stack the channels the model produced: the
-    ``image_bands`` reflectance bands, then ``classes`` class scores (land cover = their argmax),
-    then ``prompt_channels`` prompt channels; zero counts mean no such output.
+    ``image_bands`` reflectance bands (named ``band_names``), then ``classes`` class scores
+    (land cover = their argmax), then ``prompt_channels`` prompt channels, then the
+    ``quality_bands``; zero counts mean no such output.
     """
 
     def __init__(
@@ -106,13 +126,18 @@ class SceneWriter:
         classes: int = 0,
         prompt_channels: int = 0,
         tags: dict[str, str] | None = None,
+        band_names: tuple[str, ...] = S2_BANDS,
+        quality_bands: tuple[str, ...] = (),
     ) -> None:
         self.folder, self.grid = Path(folder), grid
         self.image_bands, self.classes, self.prompt_channels = image_bands, classes, prompt_channels
+        self.band_names, self.quality_bands = band_names, quality_bands
         self.nodata_pixels = 0
         self.raw: dict[str, Path] = {"cloudfree": self.folder / ".cloudfree.raw.tif"}
         if classes:
             self.raw["landcover"] = self.folder / ".landcover.raw.tif"
+        if quality_bands:
+            self.raw["quality"] = self.folder / ".quality.raw.tif"
         if prompt_channels:
             self.raw["prompt"] = self.folder / ".prompt.raw.tif"
         self._stack = ExitStack()
@@ -125,8 +150,11 @@ class SceneWriter:
             profile = raw_profile(grid, self.image_bands, "uint16", CLOUDFREE_NODATA)
             dst = rasterio.open(self.raw[name], "w", **profile)
             dst.update_tags(**tags, scale="reflectance x 10000")
-            for index, band in enumerate(S2_BANDS[: self.image_bands], start=1):
+            for index, band in enumerate(self.band_names[: self.image_bands], start=1):
                 dst.set_band_description(index, band)
+            # GDAL's own scale / offset: readers that honour them get reflectance in [0, 1].
+            dst.scales = (REFLECTANCE_SCALE,) * self.image_bands
+            dst.offsets = (REFLECTANCE_OFFSET,) * self.image_bands
         elif name == "landcover":
             profile = raw_profile(grid, 1, "uint8", LANDCOVER_NODATA)
             dst = rasterio.open(self.raw[name], "w", **profile)
@@ -141,6 +169,13 @@ class SceneWriter:
                 CLASS_NAMES=",".join(names),
                 **{f"CLASS_{i}": class_name for i, class_name in enumerate(names)},
             )
+        elif name == "quality":
+            profile = raw_profile(grid, len(self.quality_bands), "float32", float("nan"))
+            dst = rasterio.open(self.raw[name], "w", **profile)
+            dst.update_tags(**tags)
+            for index, band in enumerate(self.quality_bands, start=1):
+                dst.set_band_description(index, band)
+                dst.update_tags(index, description=quality_description(band))
         else:
             profile = raw_profile(grid, self.prompt_channels, "float32", float("nan"))
             dst = rasterio.open(self.raw[name], "w", **profile)
@@ -161,10 +196,15 @@ class SceneWriter:
             labels = values[n_img : n_img + n_cls].argmax(axis=0).astype(np.uint8)
             labels[invalid] = LANDCOVER_NODATA
             self.dst["landcover"].write(labels[None], window=window)
-        if self.prompt_channels:
-            prompt = values[n_img + n_cls :].astype(np.float32, copy=True)
+        n_prm = self.prompt_channels
+        if n_prm:
+            prompt = values[n_img + n_cls : n_img + n_cls + n_prm].astype(np.float32, copy=True)
             prompt[:, invalid] = np.nan
             self.dst["prompt"].write(prompt, window=window)
+        if self.quality_bands:
+            quality = values[n_img + n_cls + n_prm :].astype(np.float32, copy=True)
+            quality[:, invalid] = np.nan
+            self.dst["quality"].write(quality, window=window)
 
     def close(self) -> None:
         """Close the raw files (idempotent)."""

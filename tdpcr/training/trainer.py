@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from tdpcr.core.checkpoint import (
     CheckpointMeta,
     ModelSpec,
+    input_bands_from_store,
     load_checkpoint,
     load_training_state,
     read_meta,
@@ -336,6 +337,8 @@ class _Run:
     total_steps: int
     tracker: Any | None
     progress: Progress = field(default_factory=Progress)
+    #: S2 bands and level of the store (checkpoint metadata: predict checks inputs by them).
+    input_bands: dict = field(default_factory=dict)
 
     @property
     def train(self) -> dict:
@@ -357,7 +360,7 @@ class _Run:
             step=step,
             metrics=metrics,
             config=self.config,
-            extra={"config_hash": self.digest, **extra},
+            extra={"config_hash": self.digest, **self.input_bands, **extra},
         )
 
     def save_resume(self, step: int) -> None:
@@ -545,6 +548,9 @@ def train_variant(
         run.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     train_loader, val_loader, sampler = make_loaders(store, variant, train, runtime)
+    from tdpcr.data.store import open_store
+
+    run.input_bands = input_bands_from_store(open_store(store).attrs)
     sampler.start_at(run.progress.step)
     with run.tracking_context():
         run.loop(train_loader, val_loader, progress)

@@ -257,3 +257,14 @@ def seed_table_options(wildcards, input):
         for seed in SEEDS
     ]
     return f"{table_options(wildcards, input)} --seed-evals {' '.join(groups)}"
+
+
+def predict_input_options(entry):
+    """The `tdpcr predict` options of one `predict.inputs` entry (schema defaults filled)."""
+    options = [f"--s1-units {entry['s1_units']}"]
+    if entry["s2_offset"] is not None:
+        options.append(f"--s2-offset {entry['s2_offset']}")
+    if entry["bbox"] is not None:
+        options.append("--bbox " + " ".join(str(v) for v in entry["bbox"]))
+        options.append(f"--bbox-crs {entry['bbox_crs']}")
+    return " ".join(options)

@@ -12,7 +12,21 @@ if _predict_variant is None or _predict_variant.model == "segformer":
         + ", ".join(v.name for v in VARIANTS.values() if v.model != "segformer")
     )
 #: Land cover is written only by variants with a segmentation head.
-PREDICT_FILES = ["cloudfree.tif"] + (["landcover.tif"] if _predict_variant.segmentation else [])
+PREDICT_FILES = (
+    ["cloudfree.tif"]
+    + (["landcover.tif"] if _predict_variant.segmentation else [])
+    + ["quality.tif", "item.json"]
+)
+#: The user's own products (`predict.inputs`: name -> optical, sar and input options).
+PREDICT_INPUTS = PREDICT["inputs"]
+
+if set(PREDICT_INPUTS) & set(PREDICT["scenes"]):
+    sys.exit(
+        "tdpcr: error: config key 'predict.inputs' names "
+        f"{sorted(set(PREDICT_INPUTS) & set(PREDICT['scenes']))[0]!r}, also in 'predict.scenes'; "
+        "expected distinct names (both write results/predictions/<name>/)"
+    )
+
 
 
 if PREDICT["scenes"] and not SYNTHETIC_ROOT:
@@ -20,10 +34,50 @@ if PREDICT["scenes"] and not SYNTHETIC_ROOT:
         "tdpcr: error: config key 'predict.scenes' lists scenes, but no `datasets` entry has "
         "source synthetic to take them from"
     )
-#: Outputs of the configured scenes (part of `all`).
+#: Outputs of the configured scenes and products (part of `all`).
 PREDICTION_OUTPUTS = [
-    f"results/predictions/{scene}/{name}" for scene in PREDICT["scenes"] for name in PREDICT_FILES
+    f"results/predictions/{scene}/{name}"
+    for scene in [*PREDICT["scenes"], *PREDICT_INPUTS]
+    for name in PREDICT_FILES
 ]
+
+
+if PREDICT_INPUTS:
+
+    ruleorder: predict_input > predict
+
+    rule predict_input:
+        input:
+            optical=lambda wildcards: PREDICT_INPUTS[wildcards.name]["optical"],
+            sar=lambda wildcards: PREDICT_INPUTS[wildcards.name]["sar"],
+            meta=f"results/models/{PREDICT['checkpoint_variant']}/meta.json",
+            weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
+        output:
+            [f"results/predictions/{{name}}/{name}" for name in PREDICT_FILES],
+        params:
+            checkpoint=lambda wildcards, input: Path(input.meta).parent,
+            out=lambda wildcards: f"results/predictions/{wildcards.name}",
+            options=lambda wildcards: predict_input_options(PREDICT_INPUTS[wildcards.name]),
+            window=PREDICT["window"],
+            overlap=PREDICT["overlap"],
+            batch_size=PREDICT["batch_size"],
+        wildcard_constraints:
+            name="|".join(re.escape(name) for name in PREDICT_INPUTS),
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        conda:
+            "../../envs/tdpcr.yaml"
+        log:
+            f"{LOGS}/predict_{{name}}.log",
+        benchmark:
+            f"{BENCHMARKS}/predict_{{name}}.tsv"
+        shell:
+            "tdpcr predict --optical {input.optical} --sar {input.sar}"
+            " --checkpoint {params.checkpoint} --out {params.out} {params.options}"
+            " --window {params.window} --overlap {params.overlap}"
+            " --batch-size {params.batch_size} --threads {threads} --quiet > {log} 2>&1"
 
 
 if SYNTHETIC_ROOT:

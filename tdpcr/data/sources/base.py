@@ -90,6 +90,9 @@ class Source:
     #: layout name: the ``--source`` choice, the config's ``datasets.*.source`` and the store's
     #: ``source_layout`` attribute
     name: ClassVar[str] = ""
+    #: How the source makes cloud masks it has no files for (None: masks, if any, are files);
+    #: recorded in the tile store's ``cloud_mask_method`` attribute.
+    cloudmask_method: str | None = None
 
     def __init__(
         self,

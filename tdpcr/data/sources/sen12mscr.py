@@ -23,8 +23,10 @@ GLF-CR's csv is comma-separated, DSen2-CR's tab-separated; neither has a header 
 if present). Without a csv every file in ``s2_cloudy/`` is a patch. The patch id is the file stem.
 The csv splits are exposed by :meth:`Sen12MSCRSource.source_splits`.
 
-SEN12MS-CR has no cloud mask, so ``cloudmask`` is never in :attr:`Sen12MSCRSource.pieces`. Its S2
-predates processing baseline 04.00, so no DN offset is removed.
+SEN12MS-CR has no cloud mask: ``cloudmask`` is detected from ``s2_cloudy`` while tiling with
+s2cloudless (:mod:`tdpcr.data.cloudmask`), and the method is recorded in the store's
+``cloud_mask_method`` attribute. Its S2 predates processing baseline 04.00, so no DN offset is
+removed.
 
 Spatial groups are scenes, ``<season>_<scene>`` (``ROIs1970_fall_139``); the official scene
 split (UnCRtainTS, SEN12MS-CR) is :meth:`Sen12MSCRSource.official_splits`.
@@ -45,7 +47,7 @@ import numpy as np
 
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import IGNORE_INDEX, PIECES, SPLITS
-from tdpcr.data.sources.base import PatchRef, Source
+from tdpcr.data.sources.base import PatchData, PatchRef, Source
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +221,26 @@ class Sen12MSCRSource(Source):
                 for pid, files in complete.items()
             ]
         )
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """The files' pieces plus ``cloudmask``, detected from ``s2_cloudy`` (see ``read``)."""
+        return tuple(p for p in PIECES if p in (*self._pieces, "cloudmask"))
+
+    @property
+    def cloudmask_method(self) -> str:
+        """How the cloud masks are made (recorded in the tile store's attributes)."""
+        from tdpcr.data.cloudmask import method
+
+        return method()
+
+    def read(self, ref: PatchRef) -> PatchData:
+        """Read one patch and detect its cloud mask (s2cloudless, :mod:`tdpcr.data.cloudmask`)."""
+        from tdpcr.data.cloudmask import detect_clouds
+
+        data = super().read(ref)
+        data.arrays["cloudmask"] = detect_clouds(data.arrays["s2_cloudy"])
+        return data
 
     def source_splits(self) -> dict[str, str]:
         """Patch id -> ``"train"``/``"val"``/``"test"`` from the flat layout's csv (else empty)."""
