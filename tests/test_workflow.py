@@ -209,3 +209,22 @@ def test_mlflow_ui_serves_runs_phases_and_metrics(tiny_run: Path) -> None:
         wanted |= {"test/miou", "test/pa", "test/miou_cloudy"} if variant.segmentation else set()
         assert wanted <= metrics(phases[name]), name
     assert "test/dsen2cr_then_segformer-clear/miou" in metrics(phases["segformer-clear"])
+
+
+def test_predict_rule_takes_a_registered_model_from_config(tmp_path: Path) -> None:
+    """`predict.model_uri` makes the rule predict with an MLflow model and train nothing."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["predict"]["model_uri"] = "models:/tdpcr-full@champion"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    target = "results/predictions/scene00/cloudfree.tif"
+    result = subprocess.run(
+        snakemake_command(tmp_path, "-n", "-p", target), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert (
+        "--checkpoint models:/tdpcr-full@champion --tracking-uri sqlite:///results/mlflow.db" in out
+    )
+    assert "rule train:" not in out and "rule predict:" in out

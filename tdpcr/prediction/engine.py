@@ -60,6 +60,8 @@ class PredictOptions:
         write_prompt: also write ``prompt.tif`` (TDP-CR with a prompt generator only).
         s2_offset: DN offset to subtract from S2 (1000 for processing baseline >= 04.00).
         progress: show a progress bar (tqdm) over the windows.
+        tracking_uri: the MLflow store ``models:/...`` and ``runs:/...`` checkpoints resolve
+            in; ``None`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow.db``.
     """
 
     window: int = 256
@@ -70,6 +72,7 @@ class PredictOptions:
     write_prompt: bool = False
     s2_offset: int = 0
     progress: bool = True
+    tracking_uri: str | None = None
 
 
 @dataclass
@@ -137,17 +140,33 @@ class Predictor:
         return {k: out[k].float().contiguous().cpu().numpy() for k in keys}
 
 
-def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
-    """Build the model of a checkpoint folder (``model.safetensors`` + ``meta.json``).
+def load_predictor(
+    checkpoint: Path | str, *, force_cpu: bool = False, tracking_uri: str | None = None
+) -> Predictor:
+    """Build the model of a checkpoint folder (``model.safetensors`` + ``meta.json``), or of
+    an MLflow model (``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+    ``runs:/<run id>/<variant>``) fetched from ``tracking_uri`` (see :class:`PredictOptions`).
 
     TDP-CR (Full: image + land cover [+ prompt]; CR-only: image [+ prompt]) and DSen2-CR
-    (image) are supported; a SegFormer checkpoint is refused, it removes no clouds.
+    (image) are supported; a SegFormer checkpoint is refused, it removes no clouds. The MLflow
+    model's weights are the same safetensors, so both give the same predictions.
 
     Raises:
         InputDataError: folder or files missing, unreadable, a segmenter, weights that do not
-            fit the architecture in ``meta.json``.
+            fit the architecture in ``meta.json``; an MLflow model or store that does not exist.
     """
-    folder = Path(checkpoint)
+    from tdpcr.tracking import fetch_checkpoint, is_model_uri, resolve_uri
+
+    if is_model_uri(checkpoint):
+        store = tracking_uri or resolve_uri(None)  # an explicit store beats the environment
+        with fetch_checkpoint(str(checkpoint), store) as (folder, described):
+            predictor = _load_folder(folder, force_cpu)
+        predictor.checkpoint = described
+        return predictor
+    return _load_folder(Path(checkpoint), force_cpu)
+
+
+def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
     if not folder.is_dir():
         raise InputDataError(
             f"{folder}: checkpoint folder not found (expected a folder with model.safetensors "
@@ -180,7 +199,7 @@ def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
 def predict_scene(
     optical: Path,
     sar: Path,
-    checkpoint: Path | Predictor,
+    checkpoint: Path | str | Predictor,
     out: Path,
     options: PredictOptions | None = None,
 ) -> PredictionResult:
@@ -191,7 +210,8 @@ def predict_scene(
         optical: cloudy Sentinel-2 L1C GeoTIFF, 13 bands (DN = reflectance x 1e4).
         sar: Sentinel-1 GeoTIFF, 2 bands (VV, VH in dB); reprojected (bilinear) onto the S2 grid
             with a warning when it is on another grid.
-        checkpoint: checkpoint folder, or an already loaded :class:`Predictor`.
+        checkpoint: checkpoint folder, MLflow model URI (see :func:`load_predictor`), or an
+            already loaded :class:`Predictor`.
         out: output folder; written under a temporary name and renamed when complete.
         options: window, overlap, batch size, threads, device, prompt output.
 
@@ -209,7 +229,9 @@ def predict_scene(
     predictor = (
         checkpoint
         if isinstance(checkpoint, Predictor)
-        else load_predictor(Path(checkpoint), force_cpu=options.force_cpu)
+        else load_predictor(
+            checkpoint, force_cpu=options.force_cpu, tracking_uri=options.tracking_uri
+        )
     )
     check_window_options(
         options.window, options.overlap, options.batch_size, predictor.size_divisor

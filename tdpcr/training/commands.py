@@ -10,10 +10,9 @@ from tdpcr.core.commands import CommandFactory
 
 
 def _make_tracker(config: dict, enabled: bool = True):
-    from tdpcr.tracking import Tracker, resolve_uri
+    from tdpcr.tracking import Tracker
 
-    tracking = config["tracking"]
-    return Tracker(enabled and tracking["enabled"], resolve_uri(tracking["uri"]), config["name"])
+    return Tracker.from_config(config, enabled)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from tdpcr.core.config import validate_config
 from tdpcr.core.errors import ConfigError
+from tdpcr.tracking import resolve_uri
 from tdpcr.training.variants import VARIANTS
 
 # The schema ships inside the package and carries every default: tdpcr's validator fills them
@@ -18,6 +19,8 @@ except ConfigError as err:
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 
 LOGS = "results/logs"
+#: The MLflow store jobs use ($MLFLOW_TRACKING_URI, else `tracking.uri`, else the default).
+TRACKING_URI = resolve_uri(config["tracking"]["uri"])
 #: The merged config (config files + --config overrides) that rules hand to `tdpcr`.
 CONFIG_FILE = "results/config.yaml"
 #: Config sections that define trained models and their evaluation.
@@ -180,3 +183,19 @@ FIGURES = {
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
     return [f"results/{table}.csv" for table in TABLE_NAMES] + list(FIGURES.values())
+
+
+# --- Prediction stage ---
+def predict_checkpoint_inputs(wildcards):
+    """The trained variant's checkpoint files; none for an MLflow model (`predict.model_uri`)."""
+    if config["predict"]["model_uri"]:
+        return {}
+    folder = f"results/models/{config['predict']['checkpoint_variant']}"
+    return {"meta": f"{folder}/meta.json", "weights": f"{folder}/model.safetensors"}
+
+
+def predict_checkpoint(wildcards, input):
+    """`--checkpoint` of `tdpcr predict`: the MLflow model URI, or the checkpoint folder."""
+    if config["predict"]["model_uri"]:
+        return f"{config['predict']['model_uri']} --tracking-uri {TRACKING_URI}"
+    return Path(input.meta).parent

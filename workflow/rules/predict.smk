@@ -30,15 +30,14 @@ if SYNTHETIC_ROOT:
 
     rule predict:
         input:
+            unpack(predict_checkpoint_inputs),
             scenes=SYNTHETIC_ROOT,
-            meta=f"results/models/{PREDICT['checkpoint_variant']}/meta.json",
-            weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
         output:
             [f"results/predictions/{{scene}}/{name}" for name in PREDICT_FILES],
         params:
             optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
             sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
-            checkpoint=lambda wildcards, input: Path(input.meta).parent,
+            checkpoint=predict_checkpoint,
             out=lambda wildcards: f"results/predictions/{wildcards.scene}",
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
