@@ -34,6 +34,18 @@ if SYNTHETIC_ROOT:
             scenes=SYNTHETIC_ROOT,
         output:
             [f"results/predictions/{{scene}}/{name}" for name in PREDICT_FILES],
+        log:
+            f"{LOGS}/predict_{{scene}}.log",
+        benchmark:
+            f"{BENCHMARKS}/predict_{{scene}}.tsv"
+        wildcard_constraints:
+            scene="[A-Za-z0-9_.-]+",
+        conda:
+            "../../envs/tdpcr.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
         params:
             optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
             sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
@@ -42,18 +54,6 @@ if SYNTHETIC_ROOT:
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
             batch_size=PREDICT["batch_size"],
-        wildcard_constraints:
-            scene="[A-Za-z0-9_.-]+",
-        threads: 2
-        resources:
-            mem_mb=4000,
-            runtime=60,
-        conda:
-            "../../envs/tdpcr.yaml"
-        log:
-            f"{LOGS}/predict_{{scene}}.log",
-        benchmark:
-            f"{BENCHMARKS}/predict_{{scene}}.tsv"
         shell:
             "tdpcr predict --optical {params.optical} --sar {params.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
@@ -66,22 +66,22 @@ rule bench_predict:
         CONFIG_FILE,
     output:
         "results/bench/predict.json",
+    log:
+        f"{LOGS}/bench_predict.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_predict.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=90,
     params:
         size=PREDICT["bench_scene_size"],
         seed=config["bench"]["seed"],
         window=PREDICT["window"],
         overlap=PREDICT["overlap"],
         batch_size=PREDICT["batch_size"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=90,
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/bench_predict.log",
-    benchmark:
-        f"{BENCHMARKS}/bench_predict.tsv"
     shell:
         "tdpcr bench predict --out {output} --size {params.size} --seed {params.seed}"
         " --config {input} --workdir results/bench/predict-work --window {params.window}"
