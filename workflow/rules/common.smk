@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation and path functions.
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,12 @@ validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 LOGS = "results/logs"
 #: The MLflow store jobs use ($MLFLOW_TRACKING_URI, else `tracking.uri`, else the default).
 TRACKING_URI = resolve_uri(config["tracking"]["uri"])
+
+# The checkout this workflow runs from: envs/tdpcr.post-deploy.sh installs tdpcr from it into
+# the conda env of `--sdm conda` (an env file cannot name it: Snakemake copies the file to
+# .snakemake/conda/). The script runs in Snakemake's own process environment. (Set, not read:
+# `envvars:` is for variables the user must provide.)
+os.environ.update(TDPCR_SOURCE=str(Path(workflow.current_basedir).parents[1]))
 #: The merged config (config files + --config overrides) that rules hand to `tdpcr`.
 CONFIG_FILE = "results/config.yaml"
 #: Config sections that define trained models and their evaluation.
@@ -64,6 +71,8 @@ def config_digest(*sections):
 
     chosen = {key: config[key] for key in sections}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
 BENCHMARKS = "results/benchmarks"
 
 
