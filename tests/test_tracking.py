@@ -333,3 +333,15 @@ def test_system_metrics_follow_the_config_switch(
         } <= system
     else:
         assert system == set()
+
+
+def test_unknown_registered_variant_fails_in_one_line(tmp_path: Path, capsys) -> None:
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["tracking"]["registered_variant"] = "tdpcr-fulll"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    argv = ["train", "--config", str(path), "--variant", "tdpcr-cr", "--store", "x.zarr"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tracking.registered_variant" in err, err
+    assert not (tmp_path / "out").exists()

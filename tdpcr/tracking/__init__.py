@@ -280,12 +280,16 @@ class Tracker:
 
     def log_model(self, checkpoint_dir: Path, pieces: tuple[str, ...], step: int) -> str | None:
         """Log the published checkpoint as the run's model (and register it when it is the
-        registered variant); returns the model URI, None when models are not logged.
+        registered variant); returns the model URI. Without ``log_models`` only its meta.json
+        is logged (artifact ``checkpoint/``) and None is returned.
 
         ``pieces`` are the store pieces the variant trains on (they pick the input example);
         metrics logged at ``step`` are linked to the model.
         """
-        if not (self.enabled and self.log_models):
+        if not self.enabled:
+            return None
+        if not self.log_models:  # keep at least what the checkpoint is, as before
+            self.log_artifact(Path(checkpoint_dir) / "meta.json", "checkpoint")
             return None
         from tdpcr.core.checkpoint import read_meta
         from tdpcr.tracking.model_logging import log_checkpoint, register
