@@ -44,6 +44,12 @@ SEN12MSCR_PATCH = "ROIs1970_fall_139_p839.tif"
 def _save(folder: Path, name: str, kwargs: dict, variant: str, model: nn.Module | None = None):
     torch.manual_seed(0)
     model = model if model is not None else create_model(name, **kwargs)
+    # An untrained reconstruction model is the identity (its last conv starts at zero); these
+    # stand in for trained ones, whose outputs depend on their whole window, so that conv gets
+    # random weights.
+    last = getattr(model, "ending", None) or getattr(model, "tail", None)
+    if last is not None:
+        nn.init.normal_(last.weight, std=0.05)
     return save_checkpoint(folder, model, CheckpointMeta(name, kwargs, variant, 0))
 
 

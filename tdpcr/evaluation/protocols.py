@@ -301,6 +301,12 @@ def evaluate_method(
             if info["mlflow_run_id"]:
                 artifact = Path(out) if out is not None else None
                 record_evaluation(
-                    target[0], info["mlflow_run_id"], logged, metas[name].step, artifact
+                    target[0],
+                    info["mlflow_run_id"],
+                    logged,
+                    metas[name].step,
+                    artifact,
+                    store=Path(store),
+                    split=split,
                 )
     return result

@@ -25,14 +25,22 @@ def _options(args: argparse.Namespace):
         bbox=tuple(args.bbox) if args.bbox else None,
         bbox_crs=args.bbox_crs,
         progress=not args.quiet,
+        tracking_uri=args.tracking_uri,
     )
+
+
+def _checkpoint(args: argparse.Namespace) -> Path | str:
+    """A folder, or an MLflow model URI kept as text (a Path would fold its ``:/``)."""
+    from tdpcr.tracking import is_model_uri
+
+    return args.checkpoint if is_model_uri(args.checkpoint) else Path(args.checkpoint)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from tdpcr.prediction.engine import predict_scene
 
     result = predict_scene(
-        Path(args.optical), Path(args.sar), Path(args.checkpoint), Path(args.out), _options(args)
+        Path(args.optical), Path(args.sar), _checkpoint(args), Path(args.out), _options(args)
     )
     print(
         f"wrote {', '.join(result.files)}, item.json to {result.out_dir}: "
@@ -48,7 +56,7 @@ def _cmd_before_after(args: argparse.Namespace) -> None:
     path = before_after_figure(
         Path(args.optical),
         Path(args.sar),
-        Path(args.checkpoint),
+        _checkpoint(args),
         Path(args.out),
         reference=Path(args.reference) if args.reference else None,
         title=args.title,
@@ -94,7 +102,16 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         "assets (e.g. S1 RTC)",
     )
     parser.add_argument(
-        "--checkpoint", required=True, help="checkpoint folder, e.g. results/models/tdpcr-full"
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder (results/models/tdpcr-full) or MLflow model "
+        "(models:/tdpcr-full@champion, runs:/<run id>/tdpcr-full)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store of a models:/ or runs:/ checkpoint (default: $MLFLOW_TRACKING_URI, "
+        "else sqlite:///results/mlflow.db)",
     )
     add_window_options(parser)
     parser.add_argument(

@@ -63,6 +63,8 @@ class PredictOptions:
         bbox: (minx, miny, maxx, maxy) in ``bbox_crs``: predict only this part of the scene.
         bbox_crs: CRS of ``bbox`` (default longitude / latitude, EPSG:4326).
         progress: show a progress bar (tqdm) over the windows.
+        tracking_uri: the MLflow store ``models:/...`` and ``runs:/...`` checkpoints resolve
+            in; ``None`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow.db``.
     """
 
     window: int = 256
@@ -77,6 +79,7 @@ class PredictOptions:
     bbox: tuple[float, float, float, float] | None = None
     bbox_crs: str = "EPSG:4326"
     progress: bool = True
+    tracking_uri: str | None = None
 
 
 @dataclass
@@ -196,17 +199,33 @@ def quality_maps(predictor: Predictor, out: dict[str, Any], optical: torch.Tenso
     return torch.cat(maps, dim=1)
 
 
-def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
-    """Build the model of a checkpoint folder (``model.safetensors`` + ``meta.json``).
+def load_predictor(
+    checkpoint: Path | str, *, force_cpu: bool = False, tracking_uri: str | None = None
+) -> Predictor:
+    """Build the model of a checkpoint folder (``model.safetensors`` + ``meta.json``), or of
+    an MLflow model (``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+    ``runs:/<run id>/<variant>``) fetched from ``tracking_uri`` (see :class:`PredictOptions`).
 
     TDP-CR (Full: image + land cover [+ prompt]; CR-only: image [+ prompt]) and DSen2-CR
-    (image) are supported; a SegFormer checkpoint is refused, it removes no clouds.
+    (image) are supported; a SegFormer checkpoint is refused, it removes no clouds. The MLflow
+    model's weights are the same safetensors, so both give the same predictions.
 
     Raises:
         InputDataError: folder or files missing, unreadable, a segmenter, weights that do not
-            fit the architecture in ``meta.json``.
+            fit the architecture in ``meta.json``; an MLflow model or store that does not exist.
     """
-    folder = Path(checkpoint)
+    from tdpcr.tracking import fetch_checkpoint, is_model_uri, resolve_uri
+
+    if is_model_uri(checkpoint):
+        store = tracking_uri or resolve_uri(None)  # an explicit store beats the environment
+        with fetch_checkpoint(str(checkpoint), store) as (folder, described):
+            predictor = _load_folder(folder, force_cpu)
+        predictor.checkpoint = described
+        return predictor
+    return _load_folder(Path(checkpoint), force_cpu)
+
+
+def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
     if not folder.is_dir():
         raise InputDataError(
             f"{folder}: checkpoint folder not found (expected a folder with model.safetensors "
@@ -247,7 +266,7 @@ def load_predictor(checkpoint: Path, *, force_cpu: bool = False) -> Predictor:
 def predict_scene(
     optical: Path,
     sar: Path,
-    checkpoint: Path | Predictor,
+    checkpoint: Path | str | Predictor,
     out: Path,
     options: PredictOptions | None = None,
 ) -> PredictionResult:
@@ -261,7 +280,8 @@ def predict_scene(
             trained on (L1C, 13 bands).
         sar: Sentinel-1 VV, VH: a GeoTIFF (dB or linear power) or a STAC Item with ``vv`` /
             ``vh`` assets; resampled (bilinear) onto the S2 grid with a warning when on another.
-        checkpoint: checkpoint folder, or an already loaded :class:`Predictor`.
+        checkpoint: checkpoint folder, MLflow model URI (see :func:`load_predictor`), or an
+            already loaded :class:`Predictor`.
         out: output folder; written under a temporary name and renamed when complete.
         options: window, overlap, batch size, threads, device, outputs, input overrides, bbox.
 
@@ -279,7 +299,9 @@ def predict_scene(
     predictor = (
         checkpoint
         if isinstance(checkpoint, Predictor)
-        else load_predictor(Path(checkpoint), force_cpu=options.force_cpu)
+        else load_predictor(
+            checkpoint, force_cpu=options.force_cpu, tracking_uri=options.tracking_uri
+        )
     )
     check_window_options(
         options.window, options.overlap, options.batch_size, predictor.size_divisor

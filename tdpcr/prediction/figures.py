@@ -18,7 +18,7 @@ from tdpcr.prediction.writers import CLOUDFREE_NODATA
 def before_after_figure(
     optical: Path,
     sar: Path,
-    checkpoint: Path,
+    checkpoint: Path | str,
     out_png: Path,
     *,
     reference: Path | None = None,

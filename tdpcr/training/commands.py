@@ -10,10 +10,17 @@ from tdpcr.core.commands import CommandFactory
 
 
 def _make_tracker(config: dict, enabled: bool = True):
-    from tdpcr.tracking import Tracker, resolve_uri
+    from tdpcr.core.errors import ConfigError
+    from tdpcr.tracking import Tracker
+    from tdpcr.training.variants import VARIANTS
 
-    tracking = config["tracking"]
-    return Tracker(enabled and tracking["enabled"], resolve_uri(tracking["uri"]), config["name"])
+    registered = config["tracking"]["registered_variant"]
+    if registered not in VARIANTS:  # else nothing would ever be registered, silently
+        raise ConfigError(
+            f"config key 'tracking.registered_variant' is {registered!r}; expected one of "
+            + ", ".join(VARIANTS)
+        )
+    return Tracker.from_config(config, enabled)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

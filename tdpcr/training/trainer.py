@@ -371,8 +371,8 @@ class _Run:
         meta = self.meta(step, best.best_metrics, extra)
         save_checkpoint(self.last_dir, self.model, meta, self.optimizer, self.scheduler)
 
-    def tracking_context(self):
-        """The MLflow run of this variant, nested in its family's parent run."""
+    def tracking_context(self, store: Path):
+        """The MLflow run of this variant, nested in its family's parent run, reading ``store``."""
         if self.tracker is None or not self.runtime.main:
             return nullcontext()
         from tdpcr.tracking import flatten, git_commit
@@ -388,7 +388,11 @@ class _Run:
         family = family_of(self.variant)
         parent = self.tracker.parent_run(family, digest_of_family(self.config, family), tags)
         return self.tracker.run(
-            self.variant.name, params=flatten(self.config), tags=tags, parent_run_id=parent
+            self.variant.name,
+            params=flatten(self.config),
+            tags=tags,
+            parent_run_id=parent,
+            store=store,
         )
 
     def log_step(self, step: int, loss: torch.Tensor, parts: dict, rate: float) -> None:
@@ -418,7 +422,8 @@ class _Run:
             best = self.progress
             if value > best.best_value or not (self.best_dir / "meta.json").exists():
                 best.best_value, best.best_metrics = value, {**metrics, "step": step}
-                meta = self.meta(step, best.best_metrics, {"selection": selection})
+                extra = {"selection": selection, "selection_value": value}
+                meta = self.meta(step, best.best_metrics, extra)
                 save_checkpoint(self.best_dir, self.model, meta)
         self.save_resume(step)
 
@@ -447,7 +452,7 @@ class _Run:
         )
         checkpoint = (self.out_dir / "model.safetensors").resolve()
         self.tracker.set_tags({"tdpcr.checkpoint": str(checkpoint)})
-        self.tracker.log_artifact(self.out_dir / "meta.json", "checkpoint")
+        self.tracker.log_model(self.out_dir, self.variant.pieces, self.total_steps)
 
     def loop(self, train_loader, val_loader, show_progress: bool) -> None:
         """Optimizer steps until ``total_steps``, validating every ``val_every`` steps."""
@@ -552,7 +557,7 @@ def train_variant(
 
     run.input_bands = input_bands_from_store(open_store(store).attrs)
     sampler.start_at(run.progress.step)
-    with run.tracking_context():
+    with run.tracking_context(store):
         run.loop(train_loader, val_loader, progress)
         run.finish()
     if runtime.world > 1:

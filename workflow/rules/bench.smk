@@ -12,19 +12,19 @@ rule bench:
 rule bench_tiling:
     output:
         "results/bench/tiling.json",
-    params:
-        size=config["bench"]["tiling_scene_size"],
-        seed=config["bench"]["seed"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/bench_tiling.log",
     benchmark:
         f"{BENCHMARKS}/bench_tiling.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        size=config["bench"]["tiling_scene_size"],
+        seed=config["bench"]["seed"],
     shell:
         "tdpcr bench tiling --out {output} --size {params.size} --seed {params.seed}"
         " --workdir results/bench/tiling-work --workers {threads} > {log} 2>&1"
@@ -33,16 +33,16 @@ rule bench_tiling:
 rule bench_inference:
     output:
         "results/bench/inference.json",
-    threads: 8
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/bench_inference.log",
     benchmark:
         f"{BENCHMARKS}/bench_inference.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=30,
     shell:
         "tdpcr bench inference --out {output} > {log} 2>&1"
 
@@ -53,18 +53,18 @@ rule bench_training:
         store=tile_store(config["dataset"]),
     output:
         "results/bench/training.json",
-    params:
-        config_digest=config_digest("models", "train"),
-    threads: 8
-    resources:
-        mem_mb=16000,
-        runtime=30,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/bench_training.log",
     benchmark:
         f"{BENCHMARKS}/bench_training.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=30,
+    params:
+        config_digest=config_digest("models", "train"),
     shell:
         "tdpcr bench training --config {input.config} --store {input.store} --out {output}"
         " --threads {threads} > {log} 2>&1"

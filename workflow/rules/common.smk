@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation and path functions.
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,7 @@ from snakemake.utils import validate
 
 from tdpcr.core.config import validate_config
 from tdpcr.core.errors import ConfigError
+from tdpcr.tracking import resolve_uri
 from tdpcr.training.variants import VARIANTS
 
 # The schema ships inside the package and carries every default: tdpcr's validator fills them
@@ -18,6 +20,14 @@ except ConfigError as err:
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 
 LOGS = "results/logs"
+#: The MLflow store jobs use ($MLFLOW_TRACKING_URI, else `tracking.uri`, else the default).
+TRACKING_URI = resolve_uri(config["tracking"]["uri"])
+
+# The checkout this workflow runs from: envs/tdpcr.post-deploy.sh installs tdpcr from it into
+# the conda env of `--sdm conda` (an env file cannot name it: Snakemake copies the file to
+# .snakemake/conda/). The script runs in Snakemake's own process environment. (Set, not read:
+# `envvars:` is for variables the user must provide.)
+os.environ.update(TDPCR_SOURCE=str(Path(workflow.current_basedir).parents[1]))
 #: The merged config (config files + --config overrides) that rules hand to `tdpcr`.
 CONFIG_FILE = "results/config.yaml"
 #: Config sections that define trained models and their evaluation.
@@ -61,6 +71,8 @@ def config_digest(*sections):
 
     chosen = {key: config[key] for key in sections}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
 BENCHMARKS = "results/benchmarks"
 
 
@@ -268,3 +280,19 @@ def predict_input_options(entry):
         options.append("--bbox " + " ".join(str(v) for v in entry["bbox"]))
         options.append(f"--bbox-crs {entry['bbox_crs']}")
     return " ".join(options)
+
+
+# --- Prediction stage ---
+def predict_checkpoint_inputs(wildcards):
+    """The trained variant's checkpoint files; none for an MLflow model (`predict.model_uri`)."""
+    if config["predict"]["model_uri"]:
+        return {}
+    folder = f"results/models/{config['predict']['checkpoint_variant']}"
+    return {"meta": f"{folder}/meta.json", "weights": f"{folder}/model.safetensors"}
+
+
+def predict_checkpoint(wildcards, input):
+    """`--checkpoint` of `tdpcr predict`: the MLflow model URI, or the checkpoint folder."""
+    if config["predict"]["model_uri"]:
+        return f"{config['predict']['model_uri']} --tracking-uri {TRACKING_URI}"
+    return Path(input.meta).parent

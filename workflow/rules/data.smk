@@ -7,16 +7,16 @@ if SYNTHETIC_ROOT:
     rule synthetic_scenes:
         output:
             directory(SYNTHETIC_ROOT),
-        params:
-            scenes=config["synthetic"]["scenes"],
-            size=config["synthetic"]["size"],
-            seed=config["synthetic"]["seed"],
-        conda:
-            "../../envs/tdpcr.yaml"
         log:
             f"{LOGS}/synthetic_scenes.log",
         benchmark:
             f"{BENCHMARKS}/synthetic_scenes.tsv"
+        conda:
+            "../../envs/tdpcr.yaml"
+        params:
+            scenes=config["synthetic"]["scenes"],
+            size=config["synthetic"]["size"],
+            seed=config["synthetic"]["seed"],
         shell:
             "tdpcr synth --out {output} --scenes {params.scenes} --size {params.size}"
             " --seed {params.seed} > {log} 2>&1"
@@ -27,19 +27,19 @@ rule tile:
         root=source_root,
     output:
         directory("results/tiles/{dataset}.zarr"),
-    params:
-        source=lambda wildcards: dataset_entry(wildcards.dataset)["source"],
-        options=tiling_options,
-    threads: 2
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/tile_{{dataset}}.log",
     benchmark:
         f"{BENCHMARKS}/tile_{{dataset}}.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        source=lambda wildcards: dataset_entry(wildcards.dataset)["source"],
+        options=tiling_options,
     shell:
         "tdpcr tile --source {params.source} --root {input.root} --out {output}"
         " {params.options} --workers {threads} > {log} 2>&1"

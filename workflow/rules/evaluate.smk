@@ -10,21 +10,21 @@ rule evaluate:
         models=eval_models,
     output:
         "results/eval/{method}.json",
-    params:
-        config_digest=config_digest(*MODEL_SECTIONS),
+    log:
+        f"{LOGS}/evaluate_{{method}}.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_{{method}}.tsv"
     wildcard_constraints:
         method=METHOD_PATTERN,
+    conda:
+        "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=eval_gpus,
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/evaluate_{{method}}.log",
-    benchmark:
-        f"{BENCHMARKS}/evaluate_{{method}}.tsv"
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
         " --store {input.store} --models results/models --out {output:q}"
@@ -36,14 +36,14 @@ rule table:
         unpack(table_inputs),
     output:
         report("results/{table}.csv", caption="../report/tables.rst", category="Tables"),
-    params:
-        options=table_options,
+    log:
+        f"{LOGS}/{{table}}.log",
     wildcard_constraints:
         table="|".join(TABLE_NAMES),
     conda:
         "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/{{table}}.log",
+    params:
+        options=table_options,
     shell:
         "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
 
@@ -53,12 +53,12 @@ rule claims:
         evals=claim_evals(),
     output:
         report("results/claims.csv", caption="../report/claims.rst", category="Tables"),
-    params:
-        options=uncertainty_options(),
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/claims.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    params:
+        options=uncertainty_options(),
     shell:
         "tdpcr claims --evals {input.evals:q} --out {output} {params.options} > {log} 2>&1"
 
@@ -72,18 +72,18 @@ rule figures:
         fig3=report(FIGURES["fig3"], caption="../report/fig3.rst", category="Figures"),
         fig4=report(FIGURES["fig4"], caption="../report/fig4.rst", category="Figures"),
         fig5=report(FIGURES["fig5"], caption="../report/fig5.rst", category="Figures"),
-    params:
-        config_digest=config_digest(*MODEL_SECTIONS),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-        mem_mb=config["train"]["mem_mb"],
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/figures.log",
     benchmark:
         f"{BENCHMARKS}/figures.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=config["train"]["mem_mb"],
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr figures --config {input.config} --store {input.store} --models results/models"
         " --fig3 {output.fig3} --fig4 {output.fig4} --fig5 {output.fig5}"
@@ -97,12 +97,12 @@ rule training_curves:
         models=model_outputs(VARIANT_NAMES),
     output:
         report(FIGURES["curves"], caption="../report/training_curves.rst", category="Figures"),
-    params:
-        config_digest=config_digest(*MODEL_SECTIONS),
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/training_curves.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr training-curves --config {input.config} --models results/models"
         " --out {output} > {log} 2>&1"

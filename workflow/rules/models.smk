@@ -6,13 +6,13 @@ rule complexity:
         ancient(CONFIG_FILE),
     output:
         report("results/complexity.csv", caption="../report/complexity.rst", category="Models"),
-    params:
-        config_digest=config_digest("models"),
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/complexity.log",
     benchmark:
         f"{BENCHMARKS}/complexity.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    params:
+        config_digest=config_digest("models"),
     shell:
         "tdpcr complexity --config {input} --out {output} > {log} 2>&1"

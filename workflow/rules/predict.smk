@@ -28,7 +28,6 @@ if set(PREDICT_INPUTS) & set(PREDICT["scenes"]):
     )
 
 
-
 if PREDICT["scenes"] and not SYNTHETIC_ROOT:
     sys.exit(
         "tdpcr: error: config key 'predict.scenes' lists scenes, but no `datasets` entry has "
@@ -54,6 +53,18 @@ if PREDICT_INPUTS:
             weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
         output:
             [f"results/predictions/{{name}}/{name}" for name in PREDICT_FILES],
+        log:
+            f"{LOGS}/predict_{{name}}.log",
+        benchmark:
+            f"{BENCHMARKS}/predict_{{name}}.tsv"
+        wildcard_constraints:
+            name="|".join(re.escape(name) for name in PREDICT_INPUTS),
+        conda:
+            "../../envs/tdpcr.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
         params:
             checkpoint=lambda wildcards, input: Path(input.meta).parent,
             out=lambda wildcards: f"results/predictions/{wildcards.name}",
@@ -61,18 +72,6 @@ if PREDICT_INPUTS:
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
             batch_size=PREDICT["batch_size"],
-        wildcard_constraints:
-            name="|".join(re.escape(name) for name in PREDICT_INPUTS),
-        threads: 2
-        resources:
-            mem_mb=4000,
-            runtime=60,
-        conda:
-            "../../envs/tdpcr.yaml"
-        log:
-            f"{LOGS}/predict_{{name}}.log",
-        benchmark:
-            f"{BENCHMARKS}/predict_{{name}}.tsv"
         shell:
             "tdpcr predict --optical {input.optical} --sar {input.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} {params.options}"
@@ -84,31 +83,30 @@ if SYNTHETIC_ROOT:
 
     rule predict:
         input:
+            unpack(predict_checkpoint_inputs),
             scenes=SYNTHETIC_ROOT,
-            meta=f"results/models/{PREDICT['checkpoint_variant']}/meta.json",
-            weights=f"results/models/{PREDICT['checkpoint_variant']}/model.safetensors",
         output:
             [f"results/predictions/{{scene}}/{name}" for name in PREDICT_FILES],
-        params:
-            optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
-            sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
-            checkpoint=lambda wildcards, input: Path(input.meta).parent,
-            out=lambda wildcards: f"results/predictions/{wildcards.scene}",
-            window=PREDICT["window"],
-            overlap=PREDICT["overlap"],
-            batch_size=PREDICT["batch_size"],
-        wildcard_constraints:
-            scene="[A-Za-z0-9_.-]+",
-        threads: 2
-        resources:
-            mem_mb=4000,
-            runtime=60,
-        conda:
-            "../../envs/tdpcr.yaml"
         log:
             f"{LOGS}/predict_{{scene}}.log",
         benchmark:
             f"{BENCHMARKS}/predict_{{scene}}.tsv"
+        wildcard_constraints:
+            scene="[A-Za-z0-9_.-]+",
+        conda:
+            "../../envs/tdpcr.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            optical=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s2_cloudy.tif",
+            sar=lambda wildcards, input: f"{input.scenes}/{wildcards.scene}/s1.tif",
+            checkpoint=predict_checkpoint,
+            out=lambda wildcards: f"results/predictions/{wildcards.scene}",
+            window=PREDICT["window"],
+            overlap=PREDICT["overlap"],
+            batch_size=PREDICT["batch_size"],
         shell:
             "tdpcr predict --optical {params.optical} --sar {params.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
@@ -121,22 +119,22 @@ rule bench_predict:
         CONFIG_FILE,
     output:
         "results/bench/predict.json",
+    log:
+        f"{LOGS}/bench_predict.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_predict.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=90,
     params:
         size=PREDICT["bench_scene_size"],
         seed=config["bench"]["seed"],
         window=PREDICT["window"],
         overlap=PREDICT["overlap"],
         batch_size=PREDICT["batch_size"],
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=90,
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/bench_predict.log",
-    benchmark:
-        f"{BENCHMARKS}/bench_predict.tsv"
     shell:
         "tdpcr bench predict --out {output} --size {params.size} --seed {params.seed}"
         " --config {input} --workdir results/bench/predict-work --window {params.window}"

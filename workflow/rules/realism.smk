@@ -21,19 +21,17 @@ REALISM_OUTPUTS = (
 
 rule synthetic_realism:
     input:
-        scenes=SYNTHETIC_ROOT,
         **REALISM_EVALS,
+        scenes=SYNTHETIC_ROOT,
     output:
         json="results/synthetic_realism.json",
         figure="results/figures/synthetic_realism.png",
-    params:
-        realdata=(
-            f"--realdata {REALDATA_ROOT.resolve()}" if REALDATA_ROOT.exists() else ""
-        ),
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/synthetic_realism.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    params:
+        realdata=(f"--realdata {REALDATA_ROOT.resolve()}" if REALDATA_ROOT.exists() else ""),
     shell:
         "tdpcr realism --synthetic {input.scenes} {params.realdata}"
         " --eval-clear {input.eval_clear} --eval-cloudy {input.eval_cloudy}"

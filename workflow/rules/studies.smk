@@ -12,22 +12,22 @@ rule sweep_phase2_train:
         init="results/models/tdpcr-cr/meta.json",
     output:
         "results/sweeps/phase2/{point}/tdpcr-full/meta.json",
-    params:
-        sets=sweep_sets,
-        config_digest=config_digest(*MODEL_SECTIONS),
+    log:
+        f"{LOGS}/sweep_phase2_{{point}}.log",
+    benchmark:
+        f"{BENCHMARKS}/sweep_phase2_{{point}}.tsv"
     wildcard_constraints:
         point="plr[^/]+",
+    conda:
+        "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus_per_job"],
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/sweep_phase2_{{point}}.log",
-    benchmark:
-        f"{BENCHMARKS}/sweep_phase2_{{point}}.tsv"
+    params:
+        sets=sweep_sets,
+        config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr train --config {input.config} --variant tdpcr-full --store {input.store}"
         " --out results/sweeps/phase2/{wildcards.point}/tdpcr-full --init results/models/tdpcr-cr"
@@ -41,13 +41,13 @@ rule sweep_phase2_evaluate:
         model="results/sweeps/phase2/{point}/tdpcr-full/meta.json",
     output:
         "results/sweeps/phase2/{point}/val.json",
-    wildcard_constraints:
-        point="plr[^/]+",
-    threads: config["train"]["threads"]
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/sweep_phase2_{{point}}_evaluate.log",
+    wildcard_constraints:
+        point="plr[^/]+",
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: config["train"]["threads"]
     shell:
         "tdpcr evaluate --config {input.config} --method tdpcr-full --store {input.store}"
         " --models results/sweeps/phase2/{wildcards.point} --split val --out {output}"
@@ -60,10 +60,10 @@ rule sweep_phase2:
     output:
         csv="results/sweeps/phase2.csv",
         figure="results/sweeps/phase2.png",
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/sweep_phase2.log",
+    conda:
+        "../../envs/tdpcr.yaml"
     shell:
         "tdpcr sweep-table --evals {input:q} --out {output.csv} --figure {output.figure}"
         " > {log} 2>&1"
@@ -77,23 +77,23 @@ rule seed_train:
         init=seed_init,
     output:
         "results/seeds/seed{seed}/models/{variant}/meta.json",
-    params:
-        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
-        config_digest=config_digest(*MODEL_SECTIONS),
+    log:
+        f"{LOGS}/seed{{seed}}_train_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/seed{{seed}}_train_{{variant}}.tsv"
     wildcard_constraints:
         seed=r"\d+",
         variant="|".join(VARIANT_NAMES),
+    conda:
+        "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus_per_job"],
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/seed{{seed}}_train_{{variant}}.log",
-    benchmark:
-        f"{BENCHMARKS}/seed{{seed}}_train_{{variant}}.tsv"
+    params:
+        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr train --config {input.config} --variant {wildcards.variant} --store {input.store}"
         " --out results/seeds/seed{wildcards.seed}/models/{wildcards.variant} {params.init}"
@@ -107,14 +107,14 @@ rule seed_evaluate:
         models=seed_eval_models,
     output:
         "results/seeds/seed{seed}/eval/{method}.json",
+    log:
+        f"{LOGS}/seed{{seed}}_evaluate_{{method}}.log",
     wildcard_constraints:
         seed=r"\d+",
         method=METHOD_PATTERN,
-    threads: config["train"]["threads"]
     conda:
         "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/seed{{seed}}_evaluate_{{method}}.log",
+    threads: config["train"]["threads"]
     shell:
         "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
         " --store {input.store} --models results/seeds/seed{wildcards.seed}/models"
@@ -126,14 +126,14 @@ rule seed_table:
         unpack(seed_table_inputs),
     output:
         "results/seeds/{table}.csv",
-    params:
-        options=seed_table_options,
+    log:
+        f"{LOGS}/seeds_{{table}}.log",
     wildcard_constraints:
         table="|".join(TABLE_NAMES),
     conda:
         "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/seeds_{{table}}.log",
+    params:
+        options=seed_table_options,
     shell:
         "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
 
@@ -143,14 +143,14 @@ rule seed_claims:
         [f"results/seeds/seed{{seed}}/eval/{m}.json" for m in claim_methods()],
     output:
         "results/seeds/claims_seed{seed}.csv",
-    params:
-        options=uncertainty_options(),
+    log:
+        f"{LOGS}/seeds_claims_{{seed}}.log",
     wildcard_constraints:
         seed=r"\d+",
     conda:
         "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/seeds_claims_{{seed}}.log",
+    params:
+        options=uncertainty_options(),
     shell:
         "tdpcr claims --evals {input:q} --out {output} {params.options} > {log} 2>&1"
 

@@ -1,17 +1,18 @@
 # Training stage: the MLflow store, then every variant of the paper's tables.
 
+
 rule tracking_store:
     # Created once before the training jobs: parallel jobs racing on a new SQLite schema fail.
     input:
         ancient(CONFIG_FILE),
     output:
         "results/tracking.json",
-    params:
-        config_digest=config_digest("name", "tracking"),
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/tracking_store.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    params:
+        config_digest=config_digest("name", "tracking"),
     shell:
         "tdpcr tracking-init --config {input} --out {output} > {log} 2>&1"
 
@@ -25,23 +26,23 @@ rule train:
     output:
         model="results/models/{variant}/model.safetensors",
         meta="results/models/{variant}/meta.json",
-    params:
-        config_digest=config_digest(*MODEL_SECTIONS),
-        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
-        launcher=train_launcher,
+    log:
+        f"{LOGS}/train_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_{{variant}}.tsv"
     wildcard_constraints:
         variant="|".join(VARIANT_NAMES),
+    conda:
+        "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus_per_job"],
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
-    conda:
-        "../../envs/tdpcr.yaml"
-    log:
-        f"{LOGS}/train_{{variant}}.log",
-    benchmark:
-        f"{BENCHMARKS}/train_{{variant}}.tsv"
+    params:
+        config_digest=config_digest(*MODEL_SECTIONS),
+        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        launcher=train_launcher,
     shell:
         "{params.launcher} tdpcr train --config {input.config} --variant {wildcards.variant}"
         " --store {input.store} --out results/models/{wildcards.variant} {params.init}"

@@ -1,14 +1,20 @@
-"""MLflow tracking: the only module of tdpcr that imports mlflow.
+"""MLflow tracking: the only package of tdpcr that imports mlflow.
 
-Layout of what a workflow run records (one experiment per config ``name``):
+Layout of what a workflow run records (one experiment per config ``name``, tagged
+``mlflow.experimentKind = custom_model_development`` so the MLflow 3 UI opens on its runs):
 
 - one parent run per trained model family (``tdpcr``, ``tdpcr-global``, ``tdpcr-local``,
   ``tdpcr-joint``, ``dsen2cr``, ``segformer-clear``, ...), tagged with the config hash;
 - one nested run per training phase of that family (``tdpcr-cr`` is phase 1 of ``tdpcr``;
   ``tdpcr-full`` (PEFT) and ``tdpcr-fpft`` are its phase-2 runs);
 - parameters: the full resolved config, flattened (``train.lr``, ``models.tdpcr.width``...);
-  per-step metrics, final validation metrics; tags: variant, phase, dataset, git commit,
-  config hash; artifacts: checkpoint metadata, the config, sample figures.
+  per-step metrics, final validation metrics, ``system/*`` metrics (``tracking.system_metrics``);
+  tags: variant, phase, dataset, config hash, and MLflow's source / git tags (:mod:`.context`);
+- dataset inputs: the tile store's splits, ``training`` / ``validation`` (:mod:`.datasets`;
+  evaluation adds ``test``);
+- the trained model as a pyfunc model from code, no pickle (:mod:`.model_logging`,
+  :mod:`.pyfunc_model`); the best ``tracking.registered_variant`` is registered as
+  ``tracking.registered_model`` with alias ``tracking.model_alias``.
 
 The client API (``MlflowClient``) is used rather than ``mlflow.start_run`` so that nothing
 depends on a process-global active run.
@@ -19,12 +25,36 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tdpcr.tracking.context import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    git_commit,
+    source_tags,
+    system_metrics,
+)
+from tdpcr.tracking.model_logging import RegistrySettings, fetch_checkpoint, is_model_uri
+
+__all__ = [
+    "DEFAULT_URI",
+    "RegistrySettings",
+    "Tracker",
+    "fetch_checkpoint",
+    "find_run",
+    "find_variant_run",
+    "flatten",
+    "git_commit",
+    "init_store",
+    "is_model_uri",
+    "metric_histories",
+    "record_evaluation",
+    "resolve_uri",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +80,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def git_commit() -> str:
-    """The working tree's commit (``unknown`` outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _artifact_root(uri: str) -> str | None:
     """Artifacts next to a local SQLite store (results/mlartifacts), else the server's default."""
     if uri.startswith("sqlite:///"):
@@ -88,14 +103,36 @@ def init_store(uri: str) -> str:
 
 
 class Tracker:
-    """Records training and evaluation in MLflow; every method is a no-op when disabled."""
+    """Records training and evaluation in MLflow; every method is a no-op when disabled.
 
-    def __init__(self, enabled: bool, uri: str, experiment: str) -> None:
+    Args:
+        enabled: record anything at all.
+        uri: tracking URI (see :func:`resolve_uri`).
+        experiment: experiment name (the config's ``name``).
+        system_metrics: sample ``system/*`` metrics while a run is open.
+        log_models: log each trained checkpoint as an MLflow model.
+        registry: where the best model of one variant is registered (None: nowhere).
+    """
+
+    def __init__(
+        self,
+        enabled: bool,
+        uri: str,
+        experiment: str,
+        *,
+        system_metrics: bool = False,
+        log_models: bool = False,
+        registry: RegistrySettings | None = None,
+    ) -> None:
         self.enabled = enabled
         self.uri = uri
         self.experiment_name = experiment
+        self.system_metrics = system_metrics
+        self.log_models = log_models
+        self.registry = registry
         self.run_id: str | None = None
         self.parent_run_id: str | None = None
+        self.store: Path | None = None
         self._client = None
         self._experiment_id: str | None = None
         if enabled:
@@ -105,12 +142,39 @@ class Tracker:
             self._client = MlflowClient(tracking_uri=uri)
             self._experiment_id = self._experiment(experiment)
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], enabled: bool = True) -> Tracker:
+        """The tracker a validated config asks for (section ``tracking``, experiment ``name``)."""
+        tracking = config["tracking"]
+        registry = None
+        if tracking["registered_model"]:
+            registry = RegistrySettings(
+                variant=tracking["registered_variant"],
+                name=tracking["registered_model"],
+                alias=tracking["model_alias"],
+            )
+        return cls(
+            enabled and tracking["enabled"],
+            resolve_uri(tracking["uri"]),
+            str(config["name"]),
+            system_metrics=tracking["system_metrics"],
+            log_models=tracking["log_models"],
+            registry=registry,
+        )
+
     def _experiment(self, name: str) -> str:
         existing = self._client.get_experiment_by_name(name)
         if existing is not None:
-            return existing.experiment_id
+            experiment_id = existing.experiment_id
+            if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # older stores
+                self._client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            return experiment_id
         try:
-            return self._client.create_experiment(name, artifact_location=_artifact_root(self.uri))
+            return self._client.create_experiment(
+                name,
+                artifact_location=_artifact_root(self.uri),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
         except Exception:  # another job created it first
             return self._client.get_experiment_by_name(name).experiment_id
 
@@ -131,9 +195,8 @@ class Tracker:
         key = {"tdpcr.family": family, "tdpcr.config_hash": config_hash, "tdpcr.level": "model"}
         run_id = self._find_run(key)
         if run_id is None:
-            run = self._client.create_run(
-                self._experiment_id, run_name=family, tags={**tags, **key}
-            )
+            all_tags = {**source_tags("train"), **tags, **key}
+            run = self._client.create_run(self._experiment_id, run_name=family, tags=all_tags)
             run_id = run.info.run_id
         self.parent_run_id = run_id
         return run_id
@@ -146,21 +209,32 @@ class Tracker:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
+        store: Path | None = None,
     ) -> Iterator[Tracker]:
-        """A (nested when ``parent_run_id``) run; marked FAILED or KILLED if the body raises."""
+        """A (nested when ``parent_run_id``) training run; FAILED or KILLED if the body raises.
+
+        With ``store``, its training and validation splits are logged as the run's dataset
+        inputs (and the store gives the logged model its input example).
+        """
         if not self.enabled:
             yield self
             return
-        all_tags = dict(tags or {})
+        all_tags = {**source_tags("train"), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags)
         self.run_id = run.info.run_id
         if params:
             self.log_params(params)
+        if store is not None:
+            from tdpcr.tracking.datasets import TRAINING_CONTEXTS, store_inputs
+
+            self.store = Path(store)
+            self._client.log_inputs(self.run_id, datasets=store_inputs(store, TRAINING_CONTEXTS))
         status = "FINISHED"
         try:
-            yield self
+            with system_metrics(self.system_metrics, self.run_id, self.uri):
+                yield self
         except (KeyboardInterrupt, SystemExit):
             status = "KILLED"
             raise
@@ -203,6 +277,39 @@ class Tracker:
         if not self.enabled:
             return
         self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+    def log_model(self, checkpoint_dir: Path, pieces: tuple[str, ...], step: int) -> str | None:
+        """Log the published checkpoint as the run's model (and register it when it is the
+        registered variant); returns the model URI. Without ``log_models`` only its meta.json
+        is logged (artifact ``checkpoint/``) and None is returned.
+
+        ``pieces`` are the store pieces the variant trains on (they pick the input example);
+        metrics logged at ``step`` are linked to the model.
+        """
+        if not self.enabled:
+            return None
+        if not self.log_models:  # keep at least what the checkpoint is, as before
+            self.log_artifact(Path(checkpoint_dir) / "meta.json", "checkpoint")
+            return None
+        from tdpcr.core.checkpoint import read_meta
+        from tdpcr.tracking.model_logging import log_checkpoint, register
+
+        if self.store is None:
+            raise ValueError("log_model needs the run's store (Tracker.run(..., store=...))")
+        info = log_checkpoint(
+            self.uri, self.run_id, Path(checkpoint_dir), store=self.store, pieces=pieces, step=step
+        )
+        tags = {"tdpcr.model_uri": info.model_uri}
+        meta = read_meta(Path(checkpoint_dir))
+        if self.registry is not None and meta.variant == self.registry.variant:
+            version, aliased = register(self.uri, info, meta, self.registry, self.run_id)
+            tags["tdpcr.registered_version"] = f"{self.registry.name}/{version}"
+            where = f"models:/{self.registry.name}/{version}"
+            if aliased:
+                where += f" = models:/{self.registry.name}@{self.registry.alias}"
+            print(f"registered {where}", flush=True)
+        self.set_tags(tags)
+        return info.model_uri
 
 
 def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
@@ -266,8 +373,12 @@ def record_evaluation(
     metrics: Mapping[str, float],
     step: int,
     artifact: Path | None = None,
+    *,
+    store: Path | None = None,
+    split: str = "test",
 ) -> None:
-    """Log test metrics (NaN skipped) and optionally an evaluation file into an existing run.
+    """Log test metrics (NaN skipped), the evaluated split of ``store`` as a ``test`` dataset
+    input, and optionally an evaluation file into an existing run.
 
     MLflow accepts metrics on a finished run, so evaluation adds to the training run it
     evaluates instead of creating a run of its own (one place to compare variants).
@@ -280,6 +391,10 @@ def record_evaluation(
     items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
     for start in range(0, len(items), 1000):  # MLflow's batch limit for metrics
         client.log_batch(run_id, metrics=items[start : start + 1000])
+    if store is not None:
+        from tdpcr.tracking.datasets import TEST_CONTEXT, store_inputs
+
+        client.log_inputs(run_id, datasets=store_inputs(store, {split: TEST_CONTEXT}))
     if artifact is not None:
         client.log_artifact(run_id, str(artifact), artifact_path="evaluation")
 
