@@ -180,3 +180,12 @@ FIGURES = {
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
     return [f"results/{table}.csv" for table in TABLE_NAMES] + list(FIGURES.values())
+
+
+def execution_flags(section):
+    """`tdpcr predict` flags of the model-execution keys of a config section (`predict`)."""
+    flags = [f"--precision {section['precision']}", f"--backend {section['backend']}"]
+    for key in ("channels_last", "pipeline", "malloc_reuse"):
+        flag = key.replace("_", "-")
+        flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
+    return " ".join(flags)

@@ -11,6 +11,8 @@ if _predict_variant is None or _predict_variant.model == "segformer":
         f"{PREDICT['checkpoint_variant']!r}; expected a cloud-removal variant: "
         + ", ".join(v.name for v in VARIANTS.values() if v.model != "segformer")
     )
+
+
 #: Land cover is written only by variants with a segmentation head.
 PREDICT_FILES = ["cloudfree.tif"] + (["landcover.tif"] if _predict_variant.segmentation else [])
 
@@ -43,6 +45,7 @@ if SYNTHETIC_ROOT:
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
             batch_size=PREDICT["batch_size"],
+            execution=execution_flags(PREDICT),
         wildcard_constraints:
             scene="[A-Za-z0-9_.-]+",
         threads: 2
@@ -59,7 +62,7 @@ if SYNTHETIC_ROOT:
             "tdpcr predict --optical {params.optical} --sar {params.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
             " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
-            " --quiet > {log} 2>&1"
+            " {params.execution} --quiet > {log} 2>&1"
 
 
 rule bench_predict:
