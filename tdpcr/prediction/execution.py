@@ -4,8 +4,11 @@ One :class:`ModelRunner` wraps a module for inference and is what
 :class:`~tdpcr.prediction.engine.Predictor` calls; every option is a ``predict.*`` config key
 and a ``tdpcr predict`` flag:
 
-* ``precision``: ``fp32``, ``bf16`` (autocast: convolutions and matmuls in bf16, reductions,
-  softmax and the residual to the input in fp32) or ``auto`` = bf16 on CUDA; on a CPU
+* ``precision``: ``fp32``; ``bf16`` (autocast: convolutions and matmuls in bf16, reductions,
+  softmax and the residual to the input in fp32); ``bf16-full`` (weights, inputs and every
+  activation in bf16, outputs returned as fp32: no casts between layers, but the output
+  carries bf16's 8-bit mantissa, i.e. a step of 1/256 of the value, ~0.4 %); or ``auto`` =
+  bf16 on CUDA; on a CPU
   :data:`AUTO_CPU_PRECISION` where it has native bf16 dot products (AVX-512-BF16, AMX), else
   fp32 (without native units bf16 is emulated and slower than fp32);
 * ``channels_last``: NHWC memory format for model and inputs (oneDNN's and cuDNN's native
@@ -47,7 +50,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _autocast(device: torch.device, precision: str) -> Any:
-    if precision != "bf16":
+    if precision != "bf16":  # fp32, and bf16-full whose tensors are bf16 already
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -69,6 +72,10 @@ class ModelRunner:
         channels_last = options.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(device=device, memory_format=self.memory_format)
+        self.input_dtype = torch.float32
+        if self.precision == "bf16-full":
+            self.model = self.model.to(torch.bfloat16)
+            self.input_dtype = torch.bfloat16
         self.forward: Any = self.model
         if options.backend == "compile":
             # Static shapes: one graph for the padded batch; no recompiles on the last batch.
@@ -105,8 +112,12 @@ class ModelRunner:
         """Forward (B, C, h, w) float32 arrays; float32 numpy outputs ``keys``, (B, ., h, w)."""
         batch = optical.shape[0]
         fmt = self.memory_format
-        opt = torch.from_numpy(self._pad(optical)).to(self.device).contiguous(memory_format=fmt)
-        s1 = torch.from_numpy(self._pad(sar)).to(self.device).contiguous(memory_format=fmt)
+        opt, s1 = (
+            torch.from_numpy(self._pad(array))
+            .to(self.device, self.input_dtype)
+            .contiguous(memory_format=fmt)
+            for array in (optical, sar)
+        )
         first = self.warmup_seconds is None
         t0 = time.perf_counter()
         with torch.inference_mode(), _autocast(self.device, self.precision):

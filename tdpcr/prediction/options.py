@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tdpcr.core.errors import TdpcrError
 
 #: ``--precision`` values (see :mod:`tdpcr.prediction.execution`).
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "bf16-full")
 #: ``--backend`` values.
 BACKENDS: tuple[str, ...] = ("eager", "compile")
 
