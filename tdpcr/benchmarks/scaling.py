@@ -14,7 +14,8 @@ What should hold, and what the JSON reports to check it:
 * memory stays flat, or grows with the width only: peak RSS per side, and its growth from the
   smallest to the largest side next to the growth of the area.
 
-The figure (PNG) plots both: seconds against megapixels, peak RSS against the side.
+The figure (PNG) plots both: wall and CPU seconds against megapixels (CPU time hardly
+depends on other load on a shared machine), peak RSS against the side.
 """
 
 from __future__ import annotations
@@ -90,10 +91,14 @@ def scaling_figure(result: dict[str, Any], path: Path) -> Path:
         data = result[name]
         fit = data["fit"]
         label = f"tdpcr {name} ({fit['seconds_per_megapixel']:.2f} s/Mpx, R² {fit['r2']:.3f})"
-        ax_t.plot(mpx, data["seconds"], style, label=label)
-        ax_m.plot(sides, [v / 1024 for v in data["peak_rss_mb"]], style, label=f"tdpcr {name}")
+        (line,) = ax_t.plot(mpx, data["seconds"], style, label=label)
+        cpu = [run["cpu_seconds"] for run in result["runs"][name]]
+        color = line.get_color()
+        ax_t.plot(mpx, cpu, style[0] + "--", color=color, alpha=0.6, label=f"{name}, CPU s")
+        ax_m.plot(sides, [v / 1024 for v in data["peak_rss_mb"]], style, color=color,
+                  label=f"tdpcr {name}")  # fmt: skip
     ax_t.set_xlabel("scene area (megapixels)")
-    ax_t.set_ylabel("wall time (s)")
+    ax_t.set_ylabel("seconds (wall; CPU dashed)")
     ax_t.set_title("time grows with the area")
     ax_m.set_xlabel("scene side (pixels)")
     ax_m.set_ylabel("peak RSS (GiB)")
