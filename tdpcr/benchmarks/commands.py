@@ -74,6 +74,71 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     )
 
 
+def parse_side(text: str) -> tuple[str, dict]:
+    """``NAME:key=value,key=value`` -> (NAME, options); values are JSON (bare words: strings)."""
+    from tdpcr.core.errors import TdpcrError
+
+    name, _, body = text.partition(":")
+    options: dict = {}
+    for item in filter(None, body.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise TdpcrError(f"--side {text}: expected NAME:key=value,... (got {item!r})")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    if not name:
+        raise TdpcrError(f"--side {text}: expected NAME:key=value,...")
+    return name, options
+
+
+def _cmd_predict_tile(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.predict_tile import TODAY, product_options, run_predict_tile_benchmark
+    from tdpcr.core.config import load_config, shipped_config
+
+    config = load_config(Path(args.config))
+    models = shipped_config(args.model_size)["models"] if args.model_size else config["models"]
+    product = product_options(config["predict"])
+    sides = {"today": {**TODAY, "window": product["window"], "overlap": product["overlap"]}}
+    for text in args.side:
+        name, options = parse_side(text)
+        sides[name] = {**product, **options}
+    sides["product"] = product
+    _print(
+        run_predict_tile_benchmark(
+            Path(args.out),
+            workdir=Path(args.workdir),
+            model_kwargs=models["tdpcr"],
+            sides=sides,
+            tile_width=config["bench"]["tile_width"],
+            strip_heights=tuple(config["bench"]["tile_strip_heights"]),
+            seed=config["bench"]["seed"],
+            repeats=args.repeats,
+        )
+    )
+
+
+def _cmd_scaling(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.scaling import run_scaling_benchmark
+    from tdpcr.core.config import load_config, shipped_config
+
+    config = load_config(Path(args.config))
+    models = shipped_config(args.model_size)["models"] if args.model_size else config["models"]
+    result = run_scaling_benchmark(
+        Path(args.out),
+        Path(args.figure),
+        workdir=Path(args.workdir),
+        sides=config["bench"]["scaling_sides"],
+        model_kwargs=models["tdpcr"],
+        predict_config=config["predict"],
+        seed=config["bench"]["seed"],
+        workers=args.workers,
+        patch_size=config["tiling"]["patch_size"],
+    )
+    _print({k: result[k] for k in ("sides", "predict", "tile")})
+
+
 def register(command: CommandFactory) -> None:
     """Add ``complexity`` and ``bench`` with one sub-command per benchmark."""
     from tdpcr.prediction.commands import add_window_options
@@ -142,4 +207,51 @@ def register(command: CommandFactory) -> None:
     predict.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     predict.add_argument(
         "--repeats", type=int, default=2, help="runs per side, alternating (fastest reported)"
+    )
+
+    tile = benchmark(
+        "predict-tile",
+        _cmd_predict_tile,
+        "a whole Sentinel-2 tile through tdpcr predict at paper size: time, pixels/s, peak "
+        "RSS, phase shares, GFLOP/s vs the CPU's peak, speed-up over the pre-issue-17 settings",
+    )
+    tile.add_argument(
+        "--config",
+        required=True,
+        help="workflow config: predict.* are the product's options, bench.tile_* the strips",
+    )
+    tile.add_argument(
+        "--model-size",
+        default="paper",
+        help="shipped config whose models.tdpcr sizes the model (default paper; '' = --config)",
+    )
+    tile.add_argument(
+        "--side",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="an extra candidate, e.g. bf16c:precision=bf16,backend=compile (repeatable)",
+    )
+    tile.add_argument(
+        "--workdir", default="results/bench/predict-tile-work", help="scratch (removed after)"
+    )
+    tile.add_argument("--repeats", type=int, default=1, help="runs per side and strip")
+
+    scaling = benchmark(
+        "scaling",
+        _cmd_scaling,
+        "time and peak RSS of tdpcr tile and tdpcr predict against scene side (JSON + figure)",
+    )
+    scaling.add_argument(
+        "--config", required=True, help="workflow config: bench.scaling_sides, predict.*"
+    )
+    scaling.add_argument("--figure", required=True, help="PNG to write")
+    scaling.add_argument(
+        "--model-size",
+        default="",
+        help="shipped config whose models.tdpcr sizes the model (default: --config's)",
+    )
+    scaling.add_argument("--workers", type=int, default=2, help="tiling reader threads")
+    scaling.add_argument(
+        "--workdir", default="results/bench/scaling-work", help="scratch (removed after)"
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from tdpcr.benchmarks.gpu import LOSS_WEIGHTS
 from tdpcr.benchmarks.sides import run_side
 from tdpcr.core.config import shipped_config
 from tdpcr.core.io import write_json_atomic
@@ -28,9 +29,6 @@ from tdpcr.models import create_model
 from tdpcr.models.peft import set_trainable
 from tdpcr.training.steps import compute_loss, forward
 from tdpcr.training.variants import get_variant, model_kwargs
-
-#: Loss weights of the benchmarked steps (the values only scale the loss, not its cost).
-_LOSS_WEIGHTS = {"lambda_ssim": 0.1, "lambda_rec": 1.0, "lambda_seg": 1.0, "label_smoothing": 0.1}
 
 
 def step_side(spec: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +55,7 @@ def step_side(spec: dict[str, Any]) -> dict[str, Any]:
     def step() -> None:
         with autocast(runtime.cuda):
             out = forward(model, variant, batch)
-        loss, _ = compute_loss(variant, out, batch, _LOSS_WEIGHTS)
+        loss, _ = compute_loss(variant, out, batch, LOSS_WEIGHTS)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -68,6 +68,21 @@ def _state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu().clone() for k, v in module.state_dict().items()}
 
 
+def weights_digest(model: nn.Module) -> str:
+    """SHA-256 of a model's state (names, dtypes, shapes and bytes, in key order).
+
+    Equal digests mean bit-identical weights: data-parallel replicas compare theirs after
+    training, and a saved checkpoint loaded into a model gives the digest it was saved with.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in _state_dict_for_saving(model).items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}

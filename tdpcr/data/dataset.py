@@ -166,7 +166,9 @@ class ResumableSampler(torch.utils.data.Sampler):
 
     Yields ``(item, augmentation_seed)`` pairs for :class:`TileDataset`. Epoch ``e`` is a
     permutation drawn from ``seed`` and ``e``; under data parallelism each rank takes every
-    ``world``-th element. :meth:`start_at` skips the samples of steps already trained, which
+    ``world``-th element (and its augmentation seed), so step ``s`` of ``world`` ranks at batch
+    ``b`` covers the same samples, crops and flips as step ``s`` of one process at batch
+    ``world * b``. :meth:`start_at` skips the samples of steps already trained, which
     makes a resumed run identical to an uninterrupted one.
     """
 
@@ -189,8 +191,11 @@ class ResumableSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
+        # Draw the epoch's order and augmentation seeds for every sample, then take this
+        # rank's share of both: the ranks of one step together see exactly the samples (and
+        # crops and flips) of one step at world x batch_size in one process.
         order = rng.permutation(self.size)[self.rank :: self.world][: len(self)]
-        aug_seeds = rng.integers(0, 2**63 - 1, size=len(order))
+        aug_seeds = rng.integers(0, 2**63 - 1, size=self.size)[self.rank :: self.world]
         for position in range(self.skip, len(order)):
             yield int(order[position]), int(aug_seeds[position])
         self.epoch, self.skip = self.epoch + 1, 0

@@ -8,12 +8,14 @@ takes seconds and most commands do not need it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from tdpcr.core.checkpoint import Checkpoint
 from tdpcr.core.errors import InputDataError
+
+if TYPE_CHECKING:  # type-only: safetensors is not needed to build models (GPU benchmark)
+    from tdpcr.core.checkpoint import Checkpoint
 
 
 def _tdpcr(**kwargs: Any) -> nn.Module:

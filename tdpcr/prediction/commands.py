@@ -10,7 +10,7 @@ from tdpcr.core.specs import S1_UNITS
 
 
 def _options(args: argparse.Namespace):
-    from tdpcr.prediction.engine import PredictOptions
+    from tdpcr.prediction.options import PredictOptions
 
     return PredictOptions(
         window=args.window,
@@ -26,6 +26,11 @@ def _options(args: argparse.Namespace):
         bbox_crs=args.bbox_crs,
         progress=not args.quiet,
         tracking_uri=args.tracking_uri,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        backend=args.backend,
+        pipeline=args.pipeline,
+        malloc_reuse=args.malloc_reuse,
     )
 
 
@@ -79,13 +84,65 @@ def _cmd_quality_figure(args: argparse.Namespace) -> None:
 
 def add_window_options(parser: argparse.ArgumentParser) -> None:
     """``--window``, ``--overlap`` and ``--batch-size`` (predict and its benchmark)."""
+    defaults = _defaults()
     parser.add_argument(
         "--window", type=int, default=256, help="window side in pixels (multiple of 16)"
     )
     parser.add_argument(
         "--overlap", type=int, default=64, help="pixels shared by neighbouring windows (blended)"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"windows per forward pass (default {defaults.batch_size})",
+    )
+
+
+def _defaults():
+    # PredictOptions holds the defaults of the library and the CLI alike (no torch import).
+    from tdpcr.prediction.options import PredictOptions
+
+    return PredictOptions()
+
+
+def add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """How the model runs: precision, memory format, backend, I/O threads, allocator."""
+    from tdpcr.prediction.options import BACKENDS, PRECISIONS
+
+    defaults = _defaults()
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="auto = bf16 on CUDA and on CPUs with native bf16 (AVX-512-BF16, AMX), else "
+        f"fp32 (default {defaults.precision})",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.channels_last,
+        help="NHWC memory format for the model and its inputs",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=defaults.backend,
+        help="eager PyTorch, or torch.compile (a warm-up, cached on disk, that pays off on "
+        f"large scenes) (default {defaults.backend})",
+    )
+    parser.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.pipeline,
+        help="read and write in background threads while the model computes",
+    )
+    parser.add_argument(
+        "--malloc-reuse",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.malloc_reuse,
+        help="keep freed memory for reuse (glibc; avoids a page-fault storm per batch)",
+    )
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +171,12 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         "else sqlite:///results/mlflow.db)",
     )
     add_window_options(parser)
+    add_execution_options(parser)
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: every CPU this process may use)",
     )
     parser.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     parser.add_argument(

@@ -5,10 +5,13 @@ through the model, blends them in a row-band accumulator (:mod:`.windows`) and w
 finished row to the outputs (:mod:`.writers`), which become Cloud-Optimized GeoTIFFs in
 ``--out`` only when everything is written.
 
-Device: batches of windows run under ``torch.inference_mode``, on CUDA with bf16 autocast
-when a GPU is usable (``force_cpu`` to opt out), else float32 on the CPU; channels-last
-memory format on both (faster for these convolutional models, see
-:mod:`tdpcr.benchmarks.inference`).
+Device: batches of windows run under ``torch.inference_mode`` on CUDA when a GPU is usable
+(``force_cpu`` to opt out), else on the CPU; precision, memory format and backend are the
+:class:`~tdpcr.prediction.execution.ModelRunner`'s (bf16 autocast on CUDA and on CPUs with
+native bf16, channels-last). A reader thread reads the next row strip and a writer thread
+writes finished rows while the model computes (:mod:`.pipeline`). On glibc the process keeps
+freed memory for reuse (:func:`tdpcr.core.runtime.reuse_freed_cpu_memory`): without it every
+multi-MB activation is a fresh mmap and the page faults cost more than the convolutions.
 """
 
 from __future__ import annotations
@@ -29,57 +32,24 @@ from tqdm import tqdm
 from tdpcr.core.checkpoint import load_checkpoint, trained_input_bands
 from tdpcr.core.errors import InputDataError, TdpcrError
 from tdpcr.core.io import atomic_folder
-from tdpcr.core.runtime import autocast, select_device, set_threads
+from tdpcr.core.runtime import (
+    available_cpus,
+    reuse_freed_cpu_memory,
+    select_device,
+    set_threads,
+)
 from tdpcr.core.specs import S2_BANDS, S2_LEVEL, quality_band_names
 from tdpcr.models import create_model_from
+from tdpcr.prediction.execution import ModelRunner
 from tdpcr.prediction.inputs import OpenInputs, open_inputs, read_row_strip, window_batch
+from tdpcr.prediction.options import ExecutionOptions, PredictOptions
+from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
 from tdpcr.prediction.stac import write_item
 from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_options
 from tdpcr.prediction.writers import SceneWriter, check_out
 
 #: Architectures that produce a cloud-free image (segmenters alone cannot be used here).
 PREDICTABLE_MODELS: tuple[str, ...] = ("tdpcr", "dsen2cr")
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """How :func:`predict_scene` runs.
-
-    Attributes:
-        window: window side in pixels; a multiple of the model's size divisor (16 for TDP-CR).
-        overlap: pixels shared by neighbouring windows, at most ``window // 2``; also the
-            length of the blending taper. 0 gives plain tiling (the last window still overlaps).
-        batch_size: windows per forward pass.
-        threads: CPU threads for torch (capped by the CPUs available); ``None`` leaves torch's
-            default.
-        force_cpu: ignore CUDA even when present.
-        write_prompt: also write ``prompt.tif`` (TDP-CR with a prompt generator only).
-        write_quality: write ``quality.tif`` (PGF SAR weights, the prompt's degradation
-            estimate, the reflectance change; see :data:`tdpcr.core.specs.QUALITY_DESCRIPTIONS`).
-        s2_offset: DN offset to subtract from every S2 band instead of the product's own
-            (``None``: from the product's metadata, 0 for a GeoTIFF without any).
-        s1_units: "auto" (declared by the product, else decided from the values), "db" or
-            "linear" (gamma0 / sigma0 power, converted to dB).
-        bbox: (minx, miny, maxx, maxy) in ``bbox_crs``: predict only this part of the scene.
-        bbox_crs: CRS of ``bbox`` (default longitude / latitude, EPSG:4326).
-        progress: show a progress bar (tqdm) over the windows.
-        tracking_uri: the MLflow store ``models:/...`` and ``runs:/...`` checkpoints resolve
-            in; ``None`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow.db``.
-    """
-
-    window: int = 256
-    overlap: int = 64
-    batch_size: int = 4
-    threads: int | None = None
-    force_cpu: bool = False
-    write_prompt: bool = False
-    write_quality: bool = True
-    s2_offset: float | None = None
-    s1_units: str = "auto"
-    bbox: tuple[float, float, float, float] | None = None
-    bbox_crs: str = "EPSG:4326"
-    progress: bool = True
-    tracking_uri: str | None = None
 
 
 @dataclass
@@ -102,6 +72,13 @@ class PredictionResult:
     accumulator_shape: list[int]
     model: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: Effective model execution (precision, memory format, backend, warm-up seconds).
+    execution: dict[str, Any] = field(default_factory=dict)
+    #: Threads, pipeline and allocator settings the run used.
+    runtime: dict[str, Any] = field(default_factory=dict)
+    #: Seconds per phase (read, prepare, inference, blend, write, cog); with the pipeline on,
+    #: read and write run beside inference, so the phases add up to more than ``seconds``.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +116,14 @@ class Predictor:
         """Bands of ``quality.tif`` this model produces."""
         return quality_band_names(self.pgf_stages, self.prompt_degradation)
 
+    runner: ModelRunner | None = field(default=None, repr=False)
+
+    def prepare(self, execution: ExecutionOptions) -> ModelRunner:
+        """Set how the model runs (precision, memory format, backend); kept until changed."""
+        if self.runner is None or self.runner.options != execution:
+            self.runner = ModelRunner(self.model, self.device, execution)
+        return self.runner
+
     def __call__(
         self,
         optical: np.ndarray,
@@ -149,21 +134,21 @@ class Predictor:
         """Forward a batch of normalised (B, C, h, w) float32 arrays; float32 numpy outputs.
 
         ``quality`` (with ``want_quality``): (B, len(quality_names), h, w), see
-        :func:`quality_maps`.
+        :func:`quality_maps`. Runs with the settings of the last :meth:`prepare` (default
+        :class:`ExecutionOptions`).
         """
-        cuda = self.device.type == "cuda"
-        fmt = torch.channels_last
-        opt = torch.from_numpy(optical).to(self.device).contiguous(memory_format=fmt)
-        s1 = torch.from_numpy(sar).to(self.device).contiguous(memory_format=fmt)
+        runner = self.runner or self.prepare(ExecutionOptions())
         kwargs = {}
         if want_prompt or (want_quality and self.prompt_degradation):
             kwargs["return_prompt"] = True
         if want_quality and self.pgf_stages:
             kwargs["return_weights"] = True
-        with torch.inference_mode(), autocast(cuda):
-            out = self.model(opt, s1, **kwargs)
-            if want_quality:
-                out["quality"] = quality_maps(self, out, opt)
+        derive = None
+        if want_quality:
+
+            def derive(out: dict[str, Any], opt: torch.Tensor) -> dict[str, torch.Tensor]:
+                return {"quality": quality_maps(self, out, opt)}
+
         keys = ["image"]
         if self.num_classes is not None:
             keys.append("logits")
@@ -171,8 +156,7 @@ class Predictor:
             keys.append("prompt")
         if want_quality:
             keys.append("quality")
-        # The accumulators are numpy on the host: one copy per batch, contiguous, float32.
-        return {k: out[k].float().contiguous().cpu().numpy() for k in keys}
+        return runner(optical, sar, tuple(keys), derive=derive, **kwargs)
 
 
 def quality_maps(predictor: Predictor, out: dict[str, Any], optical: torch.Tensor) -> torch.Tensor:
@@ -240,7 +224,7 @@ def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
             f"predict needs a cloud-removal model ({', '.join(PREDICTABLE_MODELS)})"
         )
     device = select_device(force_cpu)
-    model = create_model_from(loaded).eval().to(device=device, memory_format=torch.channels_last)
+    model = create_model_from(loaded).eval().to(device=device)
     generator = getattr(model, "prompt_generator", None)
     prompt_channels = int(generator.body[-1].out_channels) if generator is not None else None
     bands, level = trained_input_bands(meta)
@@ -294,8 +278,10 @@ def predict_scene(
     """
     options = options or PredictOptions()
     optical, sar, out = Path(optical), Path(sar), Path(out)
-    if options.threads is not None:
-        set_threads(options.threads)
+    options.execution.check()
+    # Before the model exists: its first allocations already profit.
+    malloc_reuse = bool(options.malloc_reuse and reuse_freed_cpu_memory())
+    threads = set_threads(options.threads or available_cpus())
     predictor = (
         checkpoint
         if isinstance(checkpoint, Predictor)
@@ -306,6 +292,7 @@ def predict_scene(
     check_window_options(
         options.window, options.overlap, options.batch_size, predictor.size_divisor
     )
+    predictor.prepare(options.execution)
     if options.write_prompt and predictor.prompt_channels is None:
         raise TdpcrError(
             f"--prompt: the checkpoint {predictor.checkpoint or predictor.model_name} has no "
@@ -328,6 +315,11 @@ def predict_scene(
         atomic_folder(out) as tmp,
     ):
         result = _run(predictor, inputs, optical, sar, tmp, options)
+        result.runtime = {
+            "torch_threads": threads,
+            "pipeline": options.pipeline,
+            "malloc_reuse": malloc_reuse,
+        }
         result.out_dir = str(out)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.pixels_per_second = round(result.height * result.width / result.seconds, 1)
@@ -354,6 +346,17 @@ def _inputs_record(inputs: OpenInputs, optical: Path, sar: Path) -> dict[str, An
     return record
 
 
+@dataclass
+class _Strip:
+    """One row strip of the scene as read (by the reader thread)."""
+
+    row: int
+    rows: int
+    s2: np.ndarray
+    s1: np.ndarray
+    invalid: np.ndarray
+
+
 def _run(
     predictor: Predictor,
     inputs: OpenInputs,
@@ -371,6 +374,7 @@ def _run(
     quality = predictor.quality_names if options.write_quality else ()
     blender = RowBandBlender(n_img + n_cls + n_prm + len(quality), plan.win_y, width)
     col_weights = [plan.col_weights(c) for c in plan.cols]
+    times = PhaseTimes()
     tags = {
         "generator": "tdpcr predict",
         "model": predictor.model_name,
@@ -385,50 +389,75 @@ def _run(
         tmp, grid, image_bands=n_img, classes=n_cls, prompt_channels=n_prm, tags=tags,
         band_names=predictor.s2_bands, quality_bands=quality,
     )  # fmt: skip
-    with writer:
+
+    def read(row: int) -> _Strip:
+        """Reader thread: the row strip of windows starting at scene row ``row``."""
+        with times.timed("read"):
+            rows = min(plan.win_y, height - row)
+            s2, s1, invalid = read_row_strip(inputs, optical, sar, row, rows)
+        return _Strip(row, rows, s2, s1, invalid)
+
+    with writer, BackgroundWriter(depth=1, threads=options.pipeline) as background:
 
         def emit(start: int, stop: int) -> None:
-            """Write the final rows ``start .. stop`` to every output."""
-            values, invalid = blender.take(start, stop)
-            writer.write(values, invalid, Window(0, start, width, stop - start))
+            """Quantise the final rows ``start .. stop`` here, write them in the background."""
+            with times.timed("blend"):
+                values, invalid = blender.take(start, stop)
+                encoded = writer.encode(values, invalid)
+            window = Window(0, start, width, stop - start)
+
+            def write() -> None:
+                with times.timed("write"):
+                    writer.write_encoded(encoded, window)
+
+            background.submit(write)
 
         bar = tqdm(total=plan.count, desc="predict", unit="window", disable=not options.progress)
         written = 0
-        with bar:
-            for row in plan.rows:
+        strips = Prefetcher(read, plan.rows, depth=1, threads=options.pipeline)
+        with bar, strips:
+            for strip in strips:
+                row, rows = strip.row, strip.rows
                 # Every row above `row` has received all of its windows: write it, shift.
                 if row > written:
                     emit(written, row)
                     written = row
-                blender.shift_to(row)
-                valid_rows = min(plan.win_y, height - row)
-                s2, s1, invalid = read_row_strip(inputs, optical, sar, row, valid_rows)
-                blender.invalid[:valid_rows] = invalid
+                with times.timed("blend"):
+                    blender.shift_to(row)
+                    blender.invalid[:rows] = strip.invalid
                 row_w = plan.row_weights(row)
                 for start in range(0, len(plan.cols), options.batch_size):
                     cols = plan.cols[start : start + options.batch_size]
-                    opt_batch, sar_batch = window_batch(
-                        s2, s1, invalid, cols, plan.win_y, plan.win_x
-                    )
-                    out = predictor(
-                        opt_batch, sar_batch, want_prompt=bool(n_prm), want_quality=bool(quality)
-                    )
-                    parts = [out["image"]]
-                    if n_cls:
-                        parts.append(out["logits"])
-                    if n_prm:
-                        parts.append(out["prompt"])
-                    if quality:
-                        parts.append(out["quality"])
-                    stacked = np.concatenate(parts, axis=1)
-                    for i, col in enumerate(cols):
-                        valid_cols = min(plan.win_x, width - col)
-                        weights = np.outer(row_w, col_weights[start + i])
-                        weights = weights[:valid_rows, :valid_cols]
-                        blender.add(stacked[i, :, :valid_rows, :valid_cols], row, col, weights)
+                    with times.timed("prepare"):
+                        opt_batch, sar_batch = window_batch(
+                            strip.s2, strip.s1, strip.invalid, cols, plan.win_y, plan.win_x
+                        )
+                    with times.timed("inference"):
+                        out = predictor(
+                            opt_batch,
+                            sar_batch,
+                            want_prompt=bool(n_prm),
+                            want_quality=bool(quality),
+                        )
+                    with times.timed("blend"):
+                        parts = [out["image"]]
+                        if n_cls:
+                            parts.append(out["logits"])
+                        if n_prm:
+                            parts.append(out["prompt"])
+                        if quality:
+                            parts.append(out["quality"])
+                        for i, col in enumerate(cols):
+                            valid_cols = min(plan.win_x, width - col)
+                            weights = np.outer(row_w, col_weights[start + i])
+                            weights = weights[:rows, :valid_cols]
+                            values = [part[i, :, :rows, :valid_cols] for part in parts]
+                            blender.add(values, row, col, weights)
                     bar.update(len(cols))
             emit(written, height)
-        files = writer.to_cogs(threads=options.threads or torch.get_num_threads())
+        background.close()
+        with times.timed("cog"):
+            files = writer.to_cogs(threads=torch.get_num_threads())
     return PredictionResult(
         out_dir="",
         files=files,
@@ -454,4 +483,6 @@ def _run(
             "config_hash": predictor.config_hash,
         },
         inputs=_inputs_record(inputs, optical, sar),
+        execution=predictor.runner.description if predictor.runner else {},
+        phase_seconds=times.as_dict(),
     )

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,11 +159,22 @@ class RowBandBlender:
         self.invalid[keep:] = False
         self.top = top
 
-    def add(self, values: np.ndarray, row: int, col: int, weights: np.ndarray) -> None:
-        """Add ``weights * values`` ((C, h, w) at scene ``row``, ``col``)."""
+    def add(
+        self, values: np.ndarray | Sequence[np.ndarray], row: int, col: int, weights: np.ndarray
+    ) -> None:
+        """Add ``weights * values`` ((C, h, w) at scene ``row``, ``col``).
+
+        ``values`` may also be a list of (C_i, h, w) parts whose channels follow each other
+        (image, class scores, prompt): adding them one by one saves stacking a copy.
+        """
         r = row - self.top
         h, w = weights.shape
-        self.acc[:, r : r + h, col : col + w] += values * weights
+        parts = [values] if isinstance(values, np.ndarray) else values
+        first = 0
+        for part in parts:
+            last = first + part.shape[0]
+            self.acc[first:last, r : r + h, col : col + w] += part * weights
+            first = last
         self.weight[r : r + h, col : col + w] += weights
 
     def take(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

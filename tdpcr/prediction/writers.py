@@ -184,27 +184,41 @@ class SceneWriter:
                 dst.set_band_description(index, f"prompt_{index - 1}")
         return self._stack.enter_context(dst)
 
-    def write(self, values: np.ndarray, invalid: np.ndarray, window: Window) -> None:
-        """Write blended ``values`` (C, h, w) with nodata mask ``invalid`` (h, w) at ``window``."""
-        self.nodata_pixels += int(invalid.sum())
+    def encode(self, values: np.ndarray, invalid: np.ndarray) -> dict[str, np.ndarray]:
+        """The output arrays of blended ``values`` (C, h, w) with nodata mask ``invalid``.
+
+        cloudfree: uint16 reflectance x 1e4 (valid >= 1); landcover: uint8 argmax of the class
+        scores; prompt and quality: float32. Nodata pixels get each file's nodata value.
+        """
         n_img, n_cls = self.image_bands, self.classes
         image = np.rint(np.clip(values[:n_img], 0.0, 1.0) * np.float32(S2_SCALE))
         image = np.maximum(image, 1).astype(np.uint16)  # 0 is nodata: keep valid pixels >= 1
         image[:, invalid] = CLOUDFREE_NODATA
-        self.dst["cloudfree"].write(image, window=window)
+        encoded = {"cloudfree": image, "_nodata_pixels": np.asarray(int(invalid.sum()))}
         if n_cls:
             labels = values[n_img : n_img + n_cls].argmax(axis=0).astype(np.uint8)
             labels[invalid] = LANDCOVER_NODATA
-            self.dst["landcover"].write(labels[None], window=window)
+            encoded["landcover"] = labels[None]
         n_prm = self.prompt_channels
         if n_prm:
             prompt = values[n_img + n_cls : n_img + n_cls + n_prm].astype(np.float32, copy=True)
             prompt[:, invalid] = np.nan
-            self.dst["prompt"].write(prompt, window=window)
+            encoded["prompt"] = prompt
         if self.quality_bands:
             quality = values[n_img + n_cls + n_prm :].astype(np.float32, copy=True)
             quality[:, invalid] = np.nan
-            self.dst["quality"].write(quality, window=window)
+            encoded["quality"] = quality
+        return encoded
+
+    def write_encoded(self, encoded: dict[str, np.ndarray], window: Window) -> None:
+        """Write what :meth:`encode` returned at ``window`` (safe from one writer thread)."""
+        self.nodata_pixels += int(encoded["_nodata_pixels"])
+        for name, dst in self.dst.items():
+            dst.write(encoded[name], window=window)
+
+    def write(self, values: np.ndarray, invalid: np.ndarray, window: Window) -> None:
+        """Write blended ``values`` (C, h, w) with nodata mask ``invalid`` (h, w) at ``window``."""
+        self.write_encoded(self.encode(values, invalid), window)
 
     def close(self) -> None:
         """Close the raw files (idempotent)."""

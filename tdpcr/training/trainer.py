@@ -43,6 +43,7 @@ from tdpcr.core.checkpoint import (
     load_training_state,
     read_meta,
     save_checkpoint,
+    weights_digest,
 )
 from tdpcr.core.errors import ConfigError, InputDataError
 from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
@@ -559,7 +560,27 @@ def train_variant(
     sampler.start_at(run.progress.step)
     with run.tracking_context(store):
         run.loop(train_loader, val_loader, progress)
+        if runtime.world > 1:
+            check_replicas(model, runtime)
         run.finish()
     if runtime.world > 1:
         dist.barrier()
     return run.progress.best_metrics
+
+
+def check_replicas(model: nn.Module, runtime: Runtime) -> str:
+    """Compare the weights of every data-parallel rank; raise if any differs.
+
+    DDP keeps replicas identical by construction (same initial broadcast, averaged gradients,
+    same optimizer); a rank that diverged (a non-deterministic kernel, a missed all-reduce)
+    would silently train another model, so each rank prints its digest and all must agree.
+    """
+    digest = weights_digest(model)
+    digests: list[str | None] = [None] * runtime.world
+    dist.all_gather_object(digests, digest)
+    print(f"rank {runtime.rank}/{runtime.world}: weights sha256 {digest}", flush=True)
+    if len(set(digests)) != 1:
+        raise RuntimeError(
+            f"data-parallel replicas diverged: weight digests {sorted(set(digests))}"
+        )
+    return digest

@@ -7,6 +7,8 @@ rule bench:
         "results/bench/inference.json",
         "results/bench/predict.json",
         "results/bench/training.json",
+        "results/bench/predict_tile.json",
+        "results/bench/scaling.json",
 
 
 rule bench_tiling:
@@ -68,3 +70,48 @@ rule bench_training:
     shell:
         "tdpcr bench training --config {input.config} --store {input.store} --out {output}"
         " --threads {threads} > {log} 2>&1"
+
+
+rule bench_predict_tile:
+    input:
+        ancient(CONFIG_FILE),
+    output:
+        "results/bench/predict_tile.json",
+    params:
+        config_digest=config_digest("predict", "bench"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/bench_predict_tile.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_predict_tile.tsv"
+    shell:
+        "tdpcr bench predict-tile --config {input} --out {output}"
+        " --workdir results/bench/predict-tile-work > {log} 2>&1"
+
+
+rule bench_scaling:
+    input:
+        ancient(CONFIG_FILE),
+    output:
+        json="results/bench/scaling.json",
+        figure="results/bench/scaling.png",
+    params:
+        config_digest=config_digest("models", "predict", "bench"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/tdpcr.yaml"
+    log:
+        f"{LOGS}/bench_scaling.log",
+    benchmark:
+        f"{BENCHMARKS}/bench_scaling.tsv"
+    shell:
+        "tdpcr bench scaling --config {input} --out {output.json} --figure {output.figure}"
+        " --workers {threads} --workdir results/bench/scaling-work > {log} 2>&1"

@@ -296,3 +296,12 @@ def predict_checkpoint(wildcards, input):
     if config["predict"]["model_uri"]:
         return f"{config['predict']['model_uri']} --tracking-uri {TRACKING_URI}"
     return Path(input.meta).parent
+
+
+def execution_flags(section):
+    """`tdpcr predict` flags of the model-execution keys of a config section (`predict`)."""
+    flags = [f"--precision {section['precision']}", f"--backend {section['backend']}"]
+    for key in ("channels_last", "pipeline", "malloc_reuse"):
+        flag = key.replace("_", "-")
+        flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
+    return " ".join(flags)

@@ -11,6 +11,8 @@ if _predict_variant is None or _predict_variant.model == "segformer":
         f"{PREDICT['checkpoint_variant']!r}; expected a cloud-removal variant: "
         + ", ".join(v.name for v in VARIANTS.values() if v.model != "segformer")
     )
+
+
 #: Land cover is written only by variants with a segmentation head.
 PREDICT_FILES = (
     ["cloudfree.tif"]
@@ -72,11 +74,13 @@ if PREDICT_INPUTS:
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
             batch_size=PREDICT["batch_size"],
+            execution=execution_flags(PREDICT),
         shell:
             "tdpcr predict --optical {input.optical} --sar {input.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} {params.options}"
             " --window {params.window} --overlap {params.overlap}"
-            " --batch-size {params.batch_size} --threads {threads} --quiet > {log} 2>&1"
+            " --batch-size {params.batch_size} --threads {threads} {params.execution}"
+            " --quiet > {log} 2>&1"
 
 
 if SYNTHETIC_ROOT:
@@ -107,11 +111,12 @@ if SYNTHETIC_ROOT:
             window=PREDICT["window"],
             overlap=PREDICT["overlap"],
             batch_size=PREDICT["batch_size"],
+            execution=execution_flags(PREDICT),
         shell:
             "tdpcr predict --optical {params.optical} --sar {params.sar}"
             " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
             " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
-            " --quiet > {log} 2>&1"
+            " {params.execution} --quiet > {log} 2>&1"
 
 
 rule bench_predict:

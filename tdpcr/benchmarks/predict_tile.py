@@ -1,0 +1,290 @@
+"""Whole-tile benchmark: how long ``tdpcr predict`` takes for one Sentinel-2 tile (10980 px).
+
+Method (also written into the JSON):
+
+* **Scenes.** Strips of the tile's full width (``tile_width``, 10980) and a few heights
+  (``strip_heights``, default 448 and 832 rows: 2 and 4 rows of 256-px windows), mosaicked from
+  one synthetic scene (:mod:`tdpcr.benchmarks.scenes`). A full-width strip has the tile's
+  memory profile exactly (the engine's memory grows with the scene width, not its height),
+  so its peak RSS *is* the tile's; its time is a fraction of the tile's.
+* **Extrapolation.** Per side, wall time is fitted as ``a + b * windows`` (least squares over
+  the strips; exact for two) and evaluated at the tile's window count, which is what
+  "measured linear scaling" means here: ``a`` holds start-up and warm-up (model load, a
+  ``torch.compile`` compilation), ``b`` the cost of one more window including its reads,
+  blending and writes. The COG conversion also scales with the area, so it is in ``b``.
+* **Sides.** Each strip is predicted by ``today`` (the product with the settings it had before
+  issue 17: fp32 eager, batch 4, no malloc reuse, no I/O threads, torch's default threads) and
+  by ``product`` (the settings of the config's ``predict`` section), each in a fresh
+  subprocess, alternating (today, product, today, ...) so that a change in the machine's other
+  load hits both; extra candidate settings can be added as more sides. The ratio of the
+  extrapolated tile times is the speed-up, measured in the same run.
+* **Phases.** ``tdpcr predict`` reports seconds spent reading (GDAL), preparing windows
+  (normalisation), in inference, blending (accumulation, quantisation) and writing (GDAL), plus
+  the COG conversion; shares are of the side's wall time. With the pipeline on, reading and
+  writing run in their own threads beside inference, so shares can add up to more than 1.
+* **GFLOP/s.** 2 x fvcore MACs of one window x windows / inference seconds, next to the
+  CPU's estimated peak (:func:`tdpcr.core.hardware.cpu_peak`; method in the JSON).
+
+The model is a randomly initialised TDP-CR Full at the paper's size (``config/paper.yaml``):
+speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdpcr.benchmarks.complexity import count_params_macs
+from tdpcr.benchmarks.predict import random_checkpoint
+from tdpcr.benchmarks.scenes import benchmark_scene
+from tdpcr.benchmarks.sides import run_side
+from tdpcr.core.hardware import cpu_peak
+from tdpcr.core.io import write_json_atomic
+from tdpcr.core.runtime import available_cpus
+from tdpcr.core.specs import CLASS_NAMES
+from tdpcr.models import create_model
+from tdpcr.prediction.options import PredictOptions
+from tdpcr.prediction.windows import WindowPlan
+
+#: Side of a Sentinel-2 L1C / L2A tile at 10 m (100 km).
+TILE_SIDE = 10980
+#: The settings ``tdpcr predict`` ran with before issue 17 (commit d507a6d).
+TODAY: dict[str, Any] = {
+    "batch_size": 4,
+    "precision": "fp32",
+    "backend": "eager",
+    "channels_last": True,
+    "pipeline": False,
+    "malloc_reuse": False,
+    "threads": None,
+}
+#: ``predict.*`` config keys that are prediction options.
+OPTION_KEYS: tuple[str, ...] = (
+    "window",
+    "overlap",
+    "batch_size",
+    "precision",
+    "channels_last",
+    "backend",
+    "pipeline",
+    "malloc_reuse",
+)
+
+
+def product_options(predict_config: dict[str, Any]) -> dict[str, Any]:
+    """The prediction options a config's ``predict`` section sets."""
+    return {key: predict_config[key] for key in OPTION_KEYS}
+
+
+def predict_side(spec: dict[str, Any]) -> dict[str, Any]:
+    """``predict_scene`` with ``spec["options"]`` (threads None = torch's default, as before)."""
+    from tdpcr.prediction.engine import predict_scene
+
+    options = dict(spec["options"])
+    legacy_threads = options.pop("threads", "auto") is None
+    if legacy_threads:
+        # Before issue 17 predict left torch's default thread count alone.
+        options["threads"] = torch.get_num_threads()
+    result = predict_scene(
+        Path(spec["optical"]), Path(spec["sar"]), Path(spec["checkpoint"]), Path(spec["out"]),
+        PredictOptions(**options, progress=False),
+    )  # fmt: skip
+    return {
+        "predict_seconds": result.seconds,
+        "windows": result.windows,
+        "phase_seconds": result.phase_seconds,
+        "execution": result.execution,
+        "runtime": result.runtime,
+        "device": result.device,
+    }
+
+
+def tile_windows(side: int, window: int, overlap: int, divisor: int = 16) -> int:
+    """Windows of a ``side`` x ``side`` scene."""
+    return WindowPlan.make(side, side, window, overlap, divisor).count
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``(a, b)`` of ``y = a + b x`` (``a = 0`` through the origin for one x)."""
+    if len(set(xs)) < 2:
+        return 0.0, float(np.mean(ys)) / float(np.mean(xs))
+    b, a = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return float(a), float(b)
+
+
+def _summarise(
+    runs: list[dict[str, Any]], tile_pixels: int, n_tile: int, macs_per_window: int
+) -> dict[str, Any]:
+    windows = [run["windows"] for run in runs]
+    a, b = fit_line(windows, [run["seconds"] for run in runs])
+    largest = max(runs, key=lambda run: run["windows"])
+    extrapolation = "linear fit a + b * windows"
+    if b <= 0:
+        # Noise larger than the difference between the strips (a loaded machine): scale the
+        # largest strip in proportion instead, which counts its start-up once per strip.
+        a, b = 0.0, largest["seconds"] / largest["windows"]
+        extrapolation = "proportional to the largest strip (fit slope was not positive)"
+    tile_seconds = a + b * n_tile
+    inference = largest["phase_seconds"].get("inference", float("nan"))
+    flops = 2.0 * macs_per_window * largest["windows"]
+    return {
+        "tile_seconds": round(tile_seconds, 1),
+        "tile_minutes": round(tile_seconds / 60.0, 2),
+        "tile_pixels_per_second": round(tile_pixels / tile_seconds, 1),
+        "extrapolation": extrapolation,
+        "fit_intercept_seconds": round(a, 2),
+        "fit_seconds_per_window": round(b, 4),
+        "peak_rss_mb": round(max(run["peak_rss_mb"] for run in runs), 1),
+        # CPU time hardly depends on what else the machine runs: on a shared machine these
+        # are the figures to compare (wall time follows the neighbours' load).
+        "cpu_seconds_per_window": round(largest["cpu_seconds"] / largest["windows"], 4),
+        "gflop_per_cpu_second": round(flops / largest["cpu_seconds"] / 1e9, 1),
+        "achieved_gflops_inference": round(flops / inference / 1e9, 1),
+        "achieved_gflops_wall": round(flops / largest["seconds"] / 1e9, 1),
+        "phase_share_of_wall": {
+            k: round(v / largest["seconds"], 3) for k, v in largest["phase_seconds"].items()
+        },
+        "execution": largest["execution"],
+        "runtime": largest["runtime"],
+        "runs": [
+            {
+                "windows": run["windows"],
+                "seconds": round(run["seconds"], 2),
+                "cpu_seconds": round(run["cpu_seconds"], 2),
+                "peak_rss_mb": round(run["peak_rss_mb"], 1),
+                "phase_seconds": run["phase_seconds"],
+                "load_average_1min": [round(v, 2) for v in run["load_average_1min"]],
+            }
+            for run in runs
+        ],
+    }
+
+
+def run_predict_tile_benchmark(
+    out: Path,
+    *,
+    workdir: Path,
+    model_kwargs: dict[str, Any],
+    sides: dict[str, dict[str, Any]],
+    tile_width: int = TILE_SIDE,
+    strip_heights: tuple[int, ...] = (448, 832),
+    seed: int = 0,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Predict full-width strips with every side; extrapolate to the tile; write JSON.
+
+    Args:
+        out: JSON file to write.
+        workdir: scratch folder (removed afterwards).
+        model_kwargs: ``models.tdpcr`` sizes of the randomly initialised TDP-CR Full.
+        sides: side name -> prediction options (keys of :class:`PredictOptions`); the first
+            side is the reference of the speed-up ratios (``today``).
+        tile_width: scene width (and the tile side extrapolated to).
+        strip_heights: heights of the strips predicted (at least one; two or more fit a line).
+        repeats: runs per side and strip; the fastest counts.
+    """
+    workdir = Path(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    names = list(sides)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    try:
+        t0 = time.perf_counter()
+        checkpoint = random_checkpoint(workdir / "model", model_kwargs, seed)
+        scenes = [benchmark_scene(workdir, h, tile_width, seed) for h in strip_heights]
+        generate_seconds = time.perf_counter() - t0
+        for scene in scenes:
+            for name in names:
+                best = None
+                for _ in range(max(1, repeats)):
+                    spec = {
+                        "optical": str(scene / "s2_cloudy.tif"),
+                        "sar": str(scene / "s1.tif"),
+                        "checkpoint": str(checkpoint),
+                        "out": str(workdir / f"out-{name}"),
+                        "options": sides[name],
+                    }
+                    run = run_side(predict_side, spec)
+                    shutil.rmtree(workdir / f"out-{name}", ignore_errors=True)
+                    if best is None or run["seconds"] < best["seconds"]:
+                        best = run
+                runs[name].append(best)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    window = int(sides[names[0]].get("window", 256))
+    overlap = int(sides[names[0]].get("overlap", 64))
+    full = {**model_kwargs, "pgf_mode": "both", "num_classes": len(CLASS_NAMES)}
+    _, macs = count_params_macs(
+        create_model("tdpcr", **full),
+        (torch.rand(1, 13, window, window), torch.rand(1, 2, window, window)),
+    )
+    n_tile = tile_windows(tile_width, window, overlap)
+    threads = available_cpus()
+    peak = cpu_peak(cores=threads)
+    tile_pixels = tile_width * tile_width
+    summary = {name: _summarise(runs[name], tile_pixels, n_tile, macs) for name in names}
+    reference = summary[names[0]]
+    for name in names:
+        side = summary[name]
+        side["tile_speedup_over_" + names[0]] = round(
+            reference["tile_seconds"] / side["tile_seconds"], 3
+        )
+        side["cpu_time_speedup_over_" + names[0]] = round(
+            reference["cpu_seconds_per_window"] / side["cpu_seconds_per_window"], 3
+        )
+        side["options"] = sides[name]
+        side["fraction_of_fp32_peak"] = (
+            round(side["achieved_gflops_inference"] / peak.fp32_gflops, 3)
+            if peak.fp32_gflops
+            else None
+        )
+    product = summary[names[-1]] if "product" not in summary else summary["product"]
+    result = {
+        "benchmark": "predict_tile",
+        "tile_pixels": [tile_width, tile_width],
+        "tile_windows": n_tile,
+        "strip_pixels": [[h, tile_width] for h in strip_heights],
+        "window": window,
+        "overlap": overlap,
+        "model": f"TDP-CR Full, random init, models.tdpcr = {json.dumps(model_kwargs)}",
+        "macs_per_window": macs,
+        "scene_generation_seconds": round(generate_seconds, 1),
+        "sides": summary,
+        "speedup_product_over_today": product["tile_speedup_over_" + names[0]],
+        "cpu_time_speedup_product_over_today": product["cpu_time_speedup_over_" + names[0]],
+        "goals": {
+            "speedup_min": 3.0,
+            "speedup_met": bool(product["tile_speedup_over_" + names[0]] >= 3.0),
+            "tile_minutes_moonshot": 8.0,
+            "moonshot_met": bool(product["tile_minutes"] < 8.0),
+        },
+        "cpu_peak": peak.as_dict(),
+        "method": (
+            f"full-width strips ({tile_width} px) of {list(strip_heights)} rows, mosaicked "
+            "from one synthetic scene; per side wall time (fresh subprocess: imports excluded, "
+            "model load, reads, inference, blending, writes and COG copies included) fitted as "
+            "a + b * windows and evaluated at the tile's window count; peak RSS = VmHWM of the "
+            "full-width strips (memory grows with width only, so it is the tile's); sides "
+            "alternate per strip; GFLOP/s = 2 x fvcore MACs per window x windows / inference "
+            "seconds of the largest strip"
+        ),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpus_available": threads,
+            "cpu": peak.cpu,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        },
+    }
+    write_json_atomic(out, result)
+    return result

@@ -1,0 +1,140 @@
+"""How the model runs on batches of windows: precision, memory format, backend.
+
+One :class:`ModelRunner` wraps a module for inference and is what
+:class:`~tdpcr.prediction.engine.Predictor` calls; every option is a ``predict.*`` config key
+and a ``tdpcr predict`` flag:
+
+* ``precision``: ``fp32``; ``bf16`` (autocast: convolutions and matmuls in bf16, reductions,
+  softmax and the residual to the input in fp32); ``bf16-full`` (weights, inputs and every
+  activation in bf16, outputs returned as fp32: no casts between layers, but the output
+  carries bf16's 8-bit mantissa, i.e. a step of 1/256 of the value, ~0.4 %); or ``auto`` =
+  bf16 on CUDA; on a CPU
+  :data:`AUTO_CPU_PRECISION` where it has native bf16 dot products (AVX-512-BF16, AMX), else
+  fp32 (without native units bf16 is emulated and slower than fp32);
+* ``channels_last``: NHWC memory format for model and inputs (oneDNN's and cuDNN's native
+  layout for these convolutions);
+* ``backend``: ``eager`` or ``compile`` (``torch.compile``, inductor, static shapes). Compiling
+  costs a warm-up (minutes on a 2-core CPU, cached on disk by inductor for the next run) and
+  pays off on large scenes only; batches are padded to one shape so it compiles once.
+
+Outputs are always float32 numpy arrays, whatever the precision (the accumulators and the
+writers are float32).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tdpcr.core.hardware import has_native_bf16
+from tdpcr.prediction.options import ExecutionOptions
+
+#: What ``auto`` means on a CPU with native bf16. Eager bf16 autocast measured slower than
+#: fp32 on this project's 2-core Zen 5 (the casts around every convolution cost more than the
+#: bf16 convolutions save: 5.1 vs 4.5 CPU-s per batch of 4 paper-size windows).
+AUTO_CPU_PRECISION = "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``precision`` on ``device`` (``auto``: see the module doc)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    return AUTO_CPU_PRECISION if has_native_bf16() else "fp32"
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision != "bf16":  # fp32, and bf16-full whose tensors are bf16 already
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+class ModelRunner:
+    """A module prepared for inference with the given options; call it on numpy batches.
+
+    ``runner(optical, sar, **kwargs)`` takes (B, C, h, w) float32 arrays and returns the
+    module's output dict with every tensor as a float32 numpy array of the same layout
+    (``keys`` selects which). With the ``compile`` backend, every call is padded to
+    ``static_batch`` windows (the first call's batch size) so the graph compiles once.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device, options: ExecutionOptions) -> None:
+        options.check()
+        self.device = device
+        self.options = options
+        self.precision = resolve_precision(options.precision, device)
+        channels_last = options.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.eval().to(device=device, memory_format=self.memory_format)
+        self.input_dtype = torch.float32
+        if self.precision == "bf16-full":
+            self.model = self.model.to(torch.bfloat16)
+            self.input_dtype = torch.bfloat16
+        self.forward: Any = self.model
+        if options.backend == "compile":
+            # Static shapes: one graph for the padded batch; no recompiles on the last batch.
+            self.forward = torch.compile(self.model, dynamic=False)
+        self.static_batch: int | None = None
+        #: Seconds of the first call (graph capture + compilation with ``compile``).
+        self.warmup_seconds: float | None = None
+
+    @property
+    def description(self) -> dict[str, Any]:
+        """The effective settings (for ``prediction.json`` and benchmarks)."""
+        return {
+            "precision": self.precision,
+            "precision_requested": self.options.precision,
+            "channels_last": self.options.channels_last,
+            "backend": self.options.backend,
+            "warmup_seconds": self.warmup_seconds,
+        }
+
+    def _pad(self, array: np.ndarray) -> np.ndarray:
+        if self.options.backend != "compile":
+            return array
+        if self.static_batch is None:
+            self.static_batch = array.shape[0]
+        missing = self.static_batch - array.shape[0]
+        if missing <= 0:
+            return array
+        # Repeat the last window: padded outputs are dropped, only the shape matters.
+        return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)])
+
+    def __call__(
+        self,
+        optical: np.ndarray,
+        sar: np.ndarray,
+        keys: tuple[str, ...],
+        derive: Callable[[dict[str, Any], torch.Tensor], dict[str, torch.Tensor]] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, np.ndarray]:
+        """Forward (B, C, h, w) float32 arrays; float32 numpy outputs ``keys``, (B, ., h, w).
+
+        ``derive(out, optical)``, if given, adds outputs computed from the model's (on the
+        device, under the same precision), e.g. the quality layer from the PGF weights.
+        """
+        batch = optical.shape[0]
+        fmt = self.memory_format
+        opt, s1 = (
+            torch.from_numpy(self._pad(array))
+            .to(self.device, self.input_dtype)
+            .contiguous(memory_format=fmt)
+            for array in (optical, sar)
+        )
+        first = self.warmup_seconds is None
+        t0 = time.perf_counter()
+        with torch.inference_mode(), _autocast(self.device, self.precision):
+            out = self.forward(opt, s1, **kwargs)
+            if derive is not None:
+                out = {**out, **derive(out, opt)}
+        result = {k: out[k][:batch].float().contiguous().cpu().numpy() for k in keys}
+        if first:
+            self.warmup_seconds = round(time.perf_counter() - t0, 3)
+        return result

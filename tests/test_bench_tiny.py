@@ -1,0 +1,44 @@
+"""The whole-tile and scaling benchmarks at tiny size (tiny config): they run and report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tdpcr.cli import main
+from tests.conftest import REPO
+
+TINY = str(REPO / "config" / "tiny.yaml")
+
+
+def test_predict_tile_benchmark_reports_the_tile(tmp_path: Path) -> None:
+    out = tmp_path / "predict_tile.json"
+    main(["bench", "predict-tile", "--config", TINY, "--model-size", "", "--out", str(out),
+          "--workdir", str(tmp_path / "work")])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert list(result["sides"]) == ["today", "product"]
+    assert result["tile_windows"] > sum(
+        run["windows"] for run in result["sides"]["product"]["runs"]
+    )
+    for side in result["sides"].values():
+        assert side["tile_seconds"] > 0 and side["peak_rss_mb"] > 0
+        assert {"read", "inference", "blend", "write", "cog"} <= set(side["phase_share_of_wall"])
+        assert side["achieved_gflops_inference"] > 0
+    today = result["sides"]["today"]
+    assert today["runtime"] == {"torch_threads": today["runtime"]["torch_threads"],
+                                "pipeline": False, "malloc_reuse": False}  # fmt: skip
+    assert result["sides"]["product"]["runtime"]["pipeline"] is True
+    assert result["cpu_peak"]["fp32_flop_per_cycle"] > 0 and "method" in result
+    assert not (tmp_path / "work").exists()
+
+
+def test_scaling_benchmark_writes_curve_and_figure(tmp_path: Path) -> None:
+    out, figure = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    main(["bench", "scaling", "--config", TINY, "--out", str(out), "--figure", str(figure),
+          "--workdir", str(tmp_path / "work")])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["sides"] == [128, 256]
+    for name in ("predict", "tile"):
+        assert len(result[name]["seconds"]) == 2 and min(result[name]["peak_rss_mb"]) > 0
+        assert "r2" in result[name]["fit"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,260 @@
+"""Speed features of prediction: the I/O pipeline, model execution options, the accuracy guard.
+
+The accuracy guard (issue 17): every fast path the CLI offers differs from fp32 eager by at
+most 0.05 dB PSNR on test patches and by at most 0.1 % of land-cover pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tdpcr.core.config import validate_config
+from tdpcr.core.errors import TdpcrError
+from tdpcr.core.hardware import cpu_peak
+from tdpcr.core.metrics import psnr_per_image
+from tdpcr.data.dataset import TileDataset
+from tdpcr.data.sources import make_source
+from tdpcr.data.synthetic import write_synthetic_scenes
+from tdpcr.data.tiling import tile_source
+from tdpcr.prediction.engine import load_predictor
+from tdpcr.prediction.options import ExecutionOptions, PredictOptions
+from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
+from tdpcr.training.trainer import train_variant
+from tests.conftest import REPO
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_prefetcher_keeps_order_and_runs_ahead(threads: bool) -> None:
+    started: list[int] = []
+
+    def work(item: int) -> int:
+        started.append(item)
+        time.sleep(0.01)
+        return item * item
+
+    with Prefetcher(work, range(6), depth=2, threads=threads) as items:
+        first = next(items)
+        time.sleep(0.1)  # the reader goes on while the consumer is busy
+        ahead = len(started)
+        rest = list(items)
+    assert [first, *rest] == [i * i for i in range(6)]
+    if threads:
+        # One item handed out, `depth` queued, one being computed: never the whole input.
+        assert 2 <= ahead <= 4
+    else:
+        assert ahead == 1
+
+
+def test_prefetcher_raises_the_reader_error_in_the_consumer() -> None:
+    def work(item: int) -> int:
+        if item == 2:
+            raise ValueError("bad strip 2")
+        return item
+
+    seen = []
+    with pytest.raises(ValueError, match="bad strip 2"):
+        for value in Prefetcher(work, range(5), depth=1):
+            seen.append(value)
+    assert seen == [0, 1]
+
+
+def test_prefetcher_close_stops_the_reader_early() -> None:
+    calls = []
+    items = Prefetcher(lambda i: calls.append(i) or i, range(1000), depth=1)
+    next(items)
+    items.close()
+    assert len(calls) < 10
+    assert not any(t.name == "tdpcr-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_background_writer_runs_jobs_in_order_off_the_caller_thread() -> None:
+    done: list[tuple[int, str]] = []
+    with BackgroundWriter(depth=1) as writer:
+        for i in range(5):
+            writer.submit(lambda i=i: done.append((i, threading.current_thread().name)))
+    assert [i for i, _ in done] == list(range(5))
+    assert {name for _, name in done} == {"tdpcr-writer"}
+
+
+def test_background_writer_raises_a_failed_job_and_runs_nothing_after_it() -> None:
+    done: list[int] = []
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer = BackgroundWriter(depth=4)
+    writer.submit(lambda: done.append(0))
+    writer.submit(fail)
+    writer.submit(lambda: done.append(2))
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [0]
+
+
+def test_phase_times_add_up_across_threads() -> None:
+    times = PhaseTimes()
+
+    def spend() -> None:
+        with times.timed("read"):
+            time.sleep(0.02)
+
+    workers = [threading.Thread(target=spend) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert times.as_dict()["read"] >= 0.06
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+def test_execution_options_refuse_unknown_values_in_one_line() -> None:
+    with pytest.raises(TdpcrError, match="--precision fp8: expected one of auto, fp32, bf16"):
+        ExecutionOptions(precision="fp8").check()
+    with pytest.raises(TdpcrError, match="--backend onnx: expected one of"):
+        ExecutionOptions(backend="onnx").check()
+    assert PredictOptions(precision="bf16").execution == ExecutionOptions(precision="bf16")
+
+
+def test_cpu_peak_follows_the_flags() -> None:
+    peak = cpu_peak(cores=2, clock_ghz=3.0)
+    assert peak.fp32_flop_per_cycle in (8, 32, 64)
+    assert peak.fp32_gflops == pytest.approx(2 * 3.0 * peak.fp32_flop_per_cycle)
+    if peak.bf16_flop_per_cycle:
+        assert peak.bf16_gflops >= peak.fp32_gflops
+    assert "FLOP/cycle" in peak.method and peak.clock_source == "given"
+    assert np.isfinite(cpu_peak().cores)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy guard
+
+
+#: Fast paths a user can pick, compared with fp32 eager (issue 17's accuracy guard), and
+#: whether they keep land cover within it. bf16 does not: at tiny size it changed 0.28 % of
+#: the land-cover pixels of a model trained for 150 steps (reconstruction: 0.001 dB), which is
+#: why ``auto`` stays fp32 on CPUs.
+FAST_PATHS: dict[str, tuple[ExecutionOptions, bool]] = {
+    "auto (the default)": (ExecutionOptions(), True),
+    "fp32 contiguous": (ExecutionOptions(precision="fp32", channels_last=False), True),
+    "bf16 autocast": (ExecutionOptions(precision="bf16"), False),
+    "bf16-full": (ExecutionOptions(precision="bf16-full"), False),
+}
+#: The guard: PSNR within 0.05 dB, at most 0.1 % of land-cover pixels changed.
+MAX_PSNR_DELTA_DB = 0.05
+MAX_LANDCOVER_CHANGED = 0.001
+
+
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four 128 x 128 synthetic scenes (structured, learnable) as 32 x 32 patches."""
+    root = tmp_path_factory.mktemp("guard")
+    write_synthetic_scenes(root / "scenes", 4, 128, 0)
+    store = root / "synthetic.zarr"
+    source = make_source("synthetic", root / "scenes", patch_size=32)
+    tile_source(source, store, shard_patches=4, split_seed=0, progress=False)
+    return store
+
+
+@pytest.fixture(scope="module")
+def trained_full(synthetic_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny TDP-CR trained jointly (reconstruction + land cover) on synthetic scenes.
+
+    Trained on learnable data, not random: a random (or noise-trained) head's class scores are
+    near ties almost everywhere, which no real checkpoint has, and would make the land-cover
+    guard measure that noise.
+    """
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    config["tracking"]["enabled"] = False
+    config["train"].update(
+        crop=32, steps={"phase1": 75, "phase2": 75},  # joint training: phase1 + phase2 = 150
+        val_every=150, val_max_batches=1, lr=0.003,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("guard-model") / "tdpcr-joint"
+    train_variant(
+        validate_config(config), "tdpcr-joint", synthetic_store, out, threads=2, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_patches(synthetic_store: Path) -> dict[str, torch.Tensor]:
+    """Every test and validation patch of the synthetic store, normalised as in training."""
+    dataset = TileDataset(synthetic_store, None)
+    samples = [dataset[i] for i in range(len(dataset))]
+    return {k: torch.stack([s[k] for s in samples]) for k in ("s2_cloudy", "s2_clear", "s1")}
+
+
+def _predict_patches(predictor, patches: dict[str, torch.Tensor], execution) -> dict:
+    predictor.prepare(execution)
+    out = predictor(patches["s2_cloudy"].numpy(), patches["s1"].numpy())
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("name", list(FAST_PATHS))
+def test_fast_paths_against_the_accuracy_guard(
+    name: str, test_patches: dict[str, torch.Tensor], trained_full: Path
+) -> None:
+    execution, keeps_landcover = FAST_PATHS[name]
+    predictor = load_predictor(trained_full, force_cpu=True)
+    reference = _predict_patches(predictor, test_patches, ExecutionOptions(precision="fp32"))
+    fast = _predict_patches(predictor, test_patches, execution)
+    clear = test_patches["s2_clear"]
+    psnr_ref = psnr_per_image(reference["image"], clear).mean().item()
+    psnr_fast = psnr_per_image(fast["image"], clear).mean().item()
+    labels_ref, labels_fast = reference["logits"].argmax(1), fast["logits"].argmax(1)
+    changed = (labels_ref != labels_fast).float().mean().item()
+    # The guard can fail: the model removes clouds (better than its input) and its land cover
+    # uses several classes.
+    mse = ((reference["image"].clamp(0, 1) - clear) ** 2).mean()
+    assert mse < ((test_patches["s2_cloudy"] - clear) ** 2).mean()
+    assert len(labels_ref.unique()) > 2
+    assert abs(psnr_fast - psnr_ref) <= MAX_PSNR_DELTA_DB, (name, psnr_ref, psnr_fast)
+    if keeps_landcover:
+        assert changed <= MAX_LANDCOVER_CHANGED, (name, changed)
+    else:
+        # Documented outside the guard; if it ever fits, `auto` could pick it.
+        assert changed > 0.0, name
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine with and without the I/O threads
+
+
+def test_pipeline_on_and_off_write_identical_outputs(trained_full: Path, tmp_path: Path) -> None:
+    import json
+
+    import rasterio
+
+    from tdpcr.prediction.engine import predict_scene
+    from tests.test_predict import write_scene
+
+    optical, sar = write_scene(tmp_path / "scene", 150, 170, seed=3)
+    outputs = {}
+    for pipeline in (True, False):
+        out = tmp_path / f"pipeline-{pipeline}"
+        options = PredictOptions(window=64, overlap=16, batch_size=3, pipeline=pipeline,
+                                 progress=False)  # fmt: skip
+        predict_scene(optical, sar, trained_full, out, options)
+        report = json.loads((out / "prediction.json").read_text())
+        assert report["runtime"]["pipeline"] is pipeline
+        assert {"read", "prepare", "inference", "blend", "write", "cog"} <= set(
+            report["phase_seconds"]
+        )
+        assert report["execution"]["precision"] == "fp32"
+        with rasterio.open(out / "cloudfree.tif") as a, rasterio.open(out / "landcover.tif") as b:
+            outputs[pipeline] = (a.read(), b.read())
+    assert np.array_equal(outputs[True][0], outputs[False][0])
+    assert np.array_equal(outputs[True][1], outputs[False][1])
