@@ -77,18 +77,18 @@ rule bench_predict_tile:
         ancient(CONFIG_FILE),
     output:
         "results/bench/predict_tile.json",
-    params:
-        config_digest=config_digest("predict", "bench"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/bench_predict_tile.log",
     benchmark:
         f"{BENCHMARKS}/bench_predict_tile.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config_digest=config_digest("predict", "bench"),
     shell:
         "tdpcr bench predict-tile --config {input} --out {output}"
         " --workdir results/bench/predict-tile-work > {log} 2>&1"
@@ -100,18 +100,18 @@ rule bench_scaling:
     output:
         json="results/bench/scaling.json",
         figure="results/bench/scaling.png",
-    params:
-        config_digest=config_digest("models", "predict", "bench"),
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/tdpcr.yaml"
     log:
         f"{LOGS}/bench_scaling.log",
     benchmark:
         f"{BENCHMARKS}/bench_scaling.tsv"
+    conda:
+        "../../envs/tdpcr.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        config_digest=config_digest("models", "predict", "bench"),
     shell:
         "tdpcr bench scaling --config {input} --out {output.json} --figure {output.figure}"
         " --workers {threads} --workdir results/bench/scaling-work > {log} 2>&1"
