@@ -110,6 +110,7 @@ def setup_runtime(threads: int, *, force_cpu: bool = False) -> Runtime:
         print(f"device: {device} ({name}), rank {rank}/{world}", flush=True)
     else:
         device = torch.device("cpu")
+        reuse_cpu_memory_on(device)
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         reason = f"CUDA_VISIBLE_DEVICES={visible}, no usable GPU" if visible else "no GPU"
         print(
@@ -148,6 +149,16 @@ def reuse_freed_cpu_memory() -> bool:
         return False
     ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
     return libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
+
+
+def reuse_cpu_memory_on(device: torch.device) -> bool:
+    """``reuse_freed_cpu_memory`` when ``device`` is the CPU (training, evaluation, figures).
+
+    They allocate multi-MiB activations every step; without it each one is a fresh mmap and a
+    page-fault storm: validating DSen2-CR at 256 x 256 spent as much time in the kernel as in
+    its convolutions (40 steps with 4 validations: 144 s system CPU before, 5 s after).
+    """
+    return device.type == "cpu" and reuse_freed_cpu_memory()
 
 
 def release_free_cpu_memory() -> None:

@@ -28,7 +28,13 @@ from matplotlib.patches import Patch
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.metrics import corrupted
 from tdpcr.core.rendering import class_colors, landcover_rgb, rgb_composite, stretch
-from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
+from tdpcr.core.runtime import (
+    autocast,
+    reuse_cpu_memory_on,
+    select_device,
+    set_threads,
+    to_device,
+)
 from tdpcr.core.specs import CLASS_NAMES, CLOUDMASK_UNKNOWN, IGNORE_INDEX
 from tdpcr.evaluation.methods import FIG3_METHODS, FIG4_VARIANT, FIG5_METHODS, get_method
 
@@ -292,6 +298,7 @@ def make_figures(
 
     set_threads(threads)
     device = select_device(force_cpu)
+    reuse_cpu_memory_on(device)
     positions = select_patches(store, split, rows)
     pieces = ["s2_cloudy", "s2_clear", "s1", "landcover", "cloudmask"]
     present = [p for p in pieces if p in open_store(store)]

@@ -25,7 +25,13 @@ from tdpcr.core.checkpoint import CheckpointMeta, ModelSpec, load_checkpoint
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import write_json_atomic
 from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
-from tdpcr.core.runtime import autocast, select_device, set_threads, to_device
+from tdpcr.core.runtime import (
+    autocast,
+    reuse_cpu_memory_on,
+    select_device,
+    set_threads,
+    to_device,
+)
 from tdpcr.core.specs import (
     CLASS_IOU,
     CLASS_NAMES,
@@ -243,6 +249,7 @@ def evaluate_method(
     started = time.perf_counter()
     method = get_method(method_name)
     device = select_device(force_cpu)
+    reuse_cpu_memory_on(device)
     torch_threads = set_threads(threads)
     print(f"method {method.name}: device {device}, {torch_threads} torch threads", flush=True)
 
