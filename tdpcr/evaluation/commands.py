@@ -25,8 +25,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         threads=args.threads,
         force_cpu=args.cpu,
         tracking=not args.no_tracking,
+        pgf=args.pgf,
     )
     summary = {k: result[k] for k in ("method", "patches", "device", "metrics", "mlflow_run_id")}
+    if "grid" in result:
+        summary["grid"] = {k: result["grid"][k] for k in ("ratio", "limit", "passed")}
     print(json.dumps(summary, indent=2))
 
 
@@ -156,6 +159,12 @@ def register(command: CommandFactory) -> None:
     evaluate.add_argument("--threads", type=int, default=1, help="CPU threads (Snakemake threads)")
     evaluate.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     evaluate.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    evaluate.add_argument(
+        "--pgf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure PGF SAR weights and grid energy (default: for the TDP-CR PGF methods)",
+    )
 
     from tdpcr.evaluation.tables import TABLES
 
