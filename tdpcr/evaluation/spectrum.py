@@ -13,6 +13,7 @@ A ratio near 1 means the output is as periodic as the ground truth; above
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -91,3 +92,29 @@ class SpectrumMeter:
             "bands": [S2_BANDS[i] for i in GRID_BANDS],
             "periods_px": list(GRID_PERIODS),
         }
+
+
+def grid_check(evaluations: dict[str, dict], out: Path) -> dict:
+    """Collect each evaluation's ``grid`` section into ``results/grid_check.json``.
+
+    Always writes the file and records the verdict; it does not raise on a failed check (the
+    workflow keeps its outputs; the tests are what fail on a gridded model).
+    """
+    from tdpcr.core.errors import InputDataError
+    from tdpcr.core.io import write_json_atomic
+
+    methods = {}
+    for name, evaluation in evaluations.items():
+        if "grid" not in evaluation:
+            raise InputDataError(f"evaluation of {name} has no grid energy (tdpcr evaluate --pgf)")
+        grid = evaluation["grid"]
+        methods[name] = {k: grid[k] for k in ("ratio", "passed", "patches")}
+    result = {
+        "limit": GRID_PEAK_LIMIT,
+        "measure": "spectral energy of the output on the FFT lines of 2- and 4-pixel period "
+        "(bands B2-B4, summed over test patches) over that of the clear reference",
+        "methods": methods,
+        "passed": all(m["passed"] for m in methods.values()),
+    }
+    write_json_atomic(out, result)
+    return result
