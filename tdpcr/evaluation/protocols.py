@@ -259,8 +259,8 @@ def evaluate_method(
         force_cpu: ignore CUDA.
         tracking: log into MLflow (when the config enables it too).
         pgf: measure the PGF SAR weights and the output's grid energy (``pgf`` and ``grid``
-            sections, ``pgf_sar_*`` per-patch values); None = for :data:`PGF_METHODS` only.
-            Needs the store's cloud mask.
+            sections, ``pgf_sar_*`` per-patch values); needs the store's cloud mask. None =
+            for :data:`PGF_METHODS` when the store has a cloud mask.
 
     Returns:
         The JSON content: ``method``, ``metrics`` (flat; NaN where nothing could be scored),
@@ -288,7 +288,8 @@ def evaluate_method(
     if missing:
         raise InputDataError(f"{store}: method {method.name} needs {missing[0]!r}, absent")
     pieces = [*method.pieces(), *(["cloudmask"] if "cloudmask" in ds else [])]
-    pgf = method.name in PGF_METHODS if pgf is None else pgf
+    if pgf is None:  # by default where it can be measured: PGF methods, a store with masks
+        pgf = method.name in PGF_METHODS and "cloudmask" in ds
     if pgf:
         if method.cr_variant is None or get_variant(method.cr_variant).model != "tdpcr":
             raise InputDataError(f"method {method.name}: PGF weights need a TDP-CR model")
