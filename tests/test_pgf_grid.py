@@ -258,3 +258,16 @@ def test_pgf_figure_is_drawn(tmp_path: Path) -> None:
     out = tmp_path / "pgf.png"
     assert main(["pgf-figure", "--evals", *evals, "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_readme_renders_a_pgf_row_as_cloudy_minus_clear() -> None:
+    from tdpcr.evaluation.report import claims
+
+    evaluations = {"tdpcr-full": fake_pgf_evaluation("tdpcr-full", 0.0012)}
+    claim = next(c for c in PGF_CLAIMS if c.method == "tdpcr-full")
+    row = {
+        k: "" if v is None else str(v) for k, v in evaluate_pgf_claim(claim, evaluations).items()
+    }
+    text = claims([row])
+    assert "tdpcr-full: cloudy - clear" in text and row["verdict"] in text
+    assert "0.000 [" not in text  # small weight differences keep 4 digits
