@@ -148,6 +148,12 @@ def test_evaluate_cli_multitask_writes_json_and_logs_to_the_run(
     assert run.data.metrics["test/psnr"] == pytest.approx(metrics["psnr"])
     assert run.data.metrics["test/miou"] == pytest.approx(metrics["miou"])
     assert not list(out.parent.glob(".*.tmp"))  # atomic write left nothing behind
+    # A PGF method: SAR weights per patch and stage, opacity bins and the grid energy.
+    per_patch = result["per_patch"]
+    assert len(per_patch["pgf_sar_cloudy_s4"]) == result["patches"]
+    assert result["pgf"]["stages"] == 4 and result["grid"]["patches"] == result["patches"]
+    clear = [v for v in per_patch["pgf_sar_clear_s1"] if v is not None]
+    assert clear and all(0 <= v <= 1 for v in clear)
 
 
 def test_cloudy_input_scores_the_cloudy_image(
@@ -156,6 +162,7 @@ def test_cloudy_input_scores_the_cloudy_image(
     config, models = trained
     result = evaluate_method(config, "cloudy-input", scene_store, models, tracking=False)
     assert result["mlflow_run_id"] == "" and result["models"] == {}
+    assert "pgf" not in result and "pgf_sar_gap_mean" not in result["per_patch"]
     meter = ReconstructionMeter()
     for batch in make_loader(scene_store, "test", batch_size=4, train=False):
         meter.update(batch["s2_cloudy"], batch["s2_clear"], batch["cloudmask"])

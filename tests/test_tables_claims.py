@@ -14,9 +14,23 @@ import torch
 from tdpcr.cli import main
 from tdpcr.core.metrics import pa_miou
 from tdpcr.core.paper import PAPER_COMPLEXITY, PAPER_TABLES
-from tdpcr.core.specs import CLASS_IOU, CLASS_NAMES, CR_METRICS, REGIONS, SEG_METRICS
-from tdpcr.evaluation.claims import CLAIMS, claim_methods, evaluate_claim, read_claims
-from tdpcr.evaluation.methods import METHODS
+from tdpcr.core.specs import (
+    CLASS_IOU,
+    CLASS_NAMES,
+    CR_METRICS,
+    PGF_GAP_MEAN,
+    REGIONS,
+    SEG_METRICS,
+    pgf_stage_key,
+)
+from tdpcr.evaluation.claims import (
+    CLAIMS,
+    PGF_CLAIMS,
+    claim_methods,
+    evaluate_claim,
+    read_claims,
+)
+from tdpcr.evaluation.methods import METHODS, PGF_METHODS
 from tdpcr.evaluation.statistics import Bootstrap, confusion_statistic, mean_of
 from tdpcr.evaluation.tables import NOT_REIMPLEMENTED, PAPER_NOTE, TABLES, table_methods
 
@@ -55,6 +69,16 @@ def fake_evaluation(name: str, quality: float, seed: int = 0) -> dict:
             if region == "":
                 metrics.update(dict(zip(CLASS_IOU, per_class, strict=True)))
         per_patch["confusion"] = confusion
+    if name in PGF_METHODS:  # the PGF SAR weight per stage: cloudy above clear with quality
+        gaps = []
+        for stage in range(1, 5):
+            clear = rng.uniform(0.3, 0.5, PATCHES)
+            cloudy = clear + 0.1 * quality + rng.normal(0, 0.01, PATCHES)
+            per_patch[pgf_stage_key("cloudy", stage)] = cloudy.tolist()
+            per_patch[pgf_stage_key("clear", stage)] = clear.tolist()
+            per_patch[pgf_stage_key("gap", stage)] = (cloudy - clear).tolist()
+            gaps.append(cloudy - clear)
+        per_patch[PGF_GAP_MEAN] = np.mean(gaps, axis=0).tolist()
     return {
         "method": name,
         "metrics": metrics,
@@ -229,7 +253,9 @@ def test_claims_verdicts_follow_the_paired_interval(tmp_path: Path) -> None:
         main(["claims", "--evals", *map(str, evals), "--out", str(out), "--resamples", "500"]) == 0
     )
     rows = {r["claim"]: r for r in read_claims(out)}
-    assert list(rows) == [c.key for c in CLAIMS]
+    assert list(rows) == [c.key for c in (*CLAIMS, *PGF_CLAIMS)]
+    assert all(rows[c.key]["verdict"] for c in PGF_CLAIMS)
+    rows = {c.key: rows[c.key] for c in CLAIMS}  # the sign-only verdicts below
     assert rows["full-beats-dsen2cr-psnr"]["verdict"] == "holds"
     assert rows["fpft-costs-psnr"]["verdict"] == "contradicted"  # FPFT is better here
     assert rows["full-beats-emrdm-psnr"]["verdict"] == "not tested"

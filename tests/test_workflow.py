@@ -88,8 +88,18 @@ def test_tables_and_figures_built(tiny_run: Path) -> None:
         "fig4_prompt_pca",
         "fig5_segmentation",
         "fig_training_curves",
+        "pgf_sar_weight",
     ):
         assert (results / "figures" / f"{name}.png").stat().st_size > 10_000, name
+    from tdpcr.evaluation.claims import PGF_CLAIMS
+    from tdpcr.evaluation.methods import PGF_METHODS
+
+    # The grid check records each TDP-CR method's ratio and verdict, whatever the verdict.
+    grid = json.loads((results / "grid_check.json").read_text())
+    assert set(grid["methods"]) == set(PGF_METHODS) and isinstance(grid["passed"], bool)
+    with (results / "claims.csv").open(newline="") as fh:
+        claims = {row["claim"]: row for row in csv.DictReader(fh)}
+    assert all(claims[c.key]["verdict"] for c in PGF_CLAIMS)
     evaluation = json.loads((results / "eval" / "tdpcr-full.json").read_text())
     assert evaluation["patch_size"] == 64 and evaluation["metrics"]["psnr"] > 0
     assert (results / "benchmarks" / "evaluate_tdpcr-full.tsv").exists()
@@ -112,6 +122,7 @@ def test_report_includes_tables_and_figures(tiny_run: Path) -> None:
         "fig4_prompt_pca.png",
         "fig5_segmentation.png",
         "fig_training_curves.png",
+        "pgf_sar_weight.png",
     ):
         assert name in html, name
 

@@ -240,6 +240,18 @@ SEG_METRICS: tuple[str, ...] = tuple(f"{m}{r}" for r in REGIONS for m in ("pa", 
 #: Per-class IoU over all pixels, in class order (``iou_tree``, ...).
 CLASS_IOU: tuple[str, ...] = tuple(f"iou_{name}" for name in CLASS_NAMES)
 
+
+def pgf_stage_key(region: str, stage: int) -> str:
+    """Per-patch key of a PGF stage's mean SAR weight: ``pgf_sar_cloudy_s1``, ``pgf_sar_gap_s2``.
+
+    ``region``: ``cloudy``, ``clear`` or ``gap`` (cloudy - clear); stages count from 1.
+    """
+    return f"pgf_sar_{region}_s{stage}"
+
+
+#: Per-patch key of the PGF cloudy - clear SAR-weight difference averaged over the stages.
+PGF_GAP_MEAN = "pgf_sar_gap_mean"
+
 # --------------------------------------------------------------------------- quality layer
 #: Bands of a prediction's ``quality.tif`` (float32, NaN = no data), and what each means.
 #: ``sar_weight`` is PGF's SAR weight at the full-resolution stage; coarser stages follow as

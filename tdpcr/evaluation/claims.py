@@ -11,9 +11,22 @@ resample's summed confusion matrices). Verdict, on the sign only:
 - ``inconclusive``: it contains 0.
 
 The paper's own difference is in ``paper_difference``, never mixed with ours; whether our
-difference reaches its size is not part of the verdict. Claims against methods we did not
-reimplement (EMRDM, CloudSeg) are listed as ``not tested``. Metrics where lower is better
-(RMSE, MAE, SAM) would be compared as ``worse - better``; every claim here is on PSNR or mIoU.
+difference reaches its size is not part of the verdict.
+
+The PGF rows (:data:`PGF_CLAIMS`, after the paper's) test the mechanism the paper shows in its
+Fig. 4, "PGF relies on SAR where the optical input is corrupted", one row per method of
+:data:`~tdpcr.evaluation.methods.PGF_METHODS`: the per-patch difference of the mean PGF SAR
+weight inside minus outside the cloud mask (:mod:`tdpcr.evaluation.pgf`), averaged over the
+4 PGF stages, with its bootstrap interval over patches. The paper gives no size, so the row
+needs a stated minimum effect, :data:`PGF_MIN_EFFECT`: ``holds`` when the interval lies
+above 0 and the difference reaches it, ``contradicted`` when the whole interval lies below
+it (an effect that large is ruled out), ``inconclusive`` otherwise. The global-only ablation
+is the control (its weights cannot vary within a patch): its row holds when the interval lies
+within +-:data:`PGF_MIN_EFFECT`, and its difference should be 0 to rounding.
+
+Claims against methods we did not reimplement (EMRDM, CloudSeg) are listed as ``not tested``.
+Metrics where lower is better (RMSE, MAE, SAM) would be compared as ``worse - better``; every
+claim of the paper here is on PSNR or mIoU.
 """
 
 from __future__ import annotations
@@ -24,9 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import write_csv_atomic
-from tdpcr.core.specs import LOWER_IS_BETTER
+from tdpcr.core.specs import LOWER_IS_BETTER, PGF_GAP_MEAN, pgf_stage_key
+from tdpcr.evaluation.methods import PGF_CONTROL, PGF_METHODS
 from tdpcr.evaluation.statistics import Bootstrap, Interval, Statistic
 from tdpcr.evaluation.tables import Uncertainty, per_patch_statistic, read_evaluations
 
@@ -173,9 +189,47 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
+#: Smallest cloudy - clear difference of the PGF SAR weight (a weight in [0, 1]) that counts
+#: as "relies on SAR where the optical input is corrupted"; ours, the paper states none.
+PGF_MIN_EFFECT = 0.05
+
+
+@dataclass(frozen=True)
+class PGFClaim:
+    """The PGF-behaviour claim on one method (a row of claims.csv).
+
+    Attributes:
+        key: short identifier.
+        text: what the row tests.
+        method: the evaluated TDP-CR method.
+        control: the method's weights cannot vary in space (the difference must be ~0).
+    """
+
+    key: str
+    text: str
+    method: str
+    control: bool = False
+
+
+def _pgf_claims() -> tuple[PGFClaim, ...]:
+    claims = []
+    for method in PGF_METHODS:
+        control = method == PGF_CONTROL
+        text = "PGF relies on SAR where the optical input is corrupted"
+        if control:
+            text = "Control: PGF global only cannot vary in space (cloudy - clear SAR weight ~0)"
+        claims.append(PGFClaim(f"pgf-sar-where-corrupted-{method}", text, method, control))
+    return tuple(claims)
+
+
+#: The PGF-behaviour rows, one per method of PGF_METHODS.
+PGF_CLAIMS: tuple[PGFClaim, ...] = _pgf_claims()
+
+
 def claim_methods() -> tuple[str, ...]:
     """Every evaluated method some claim needs (the claims rule's inputs)."""
-    return tuple(dict.fromkeys(m for claim in CLAIMS for m in claim.methods))
+    methods = [m for claim in CLAIMS for m in claim.methods]
+    return tuple(dict.fromkeys([*methods, *(c.method for c in PGF_CLAIMS)]))
 
 
 def verdict(interval: Interval) -> str:
@@ -256,12 +310,77 @@ def evaluate_claim(
     }
 
 
+def pgf_verdict(interval: Interval, control: bool) -> str:
+    """Verdict of a PGF row from the interval of cloudy - clear (see the module docstring)."""
+    if control:
+        if interval.low > -PGF_MIN_EFFECT and interval.high < PGF_MIN_EFFECT:
+            return HOLDS
+        if interval.low >= PGF_MIN_EFFECT or interval.high <= -PGF_MIN_EFFECT:
+            return CONTRADICTED
+        return INCONCLUSIVE
+    if interval.low > 0 and interval.value >= PGF_MIN_EFFECT:
+        return HOLDS
+    if interval.high < PGF_MIN_EFFECT:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def evaluate_pgf_claim(
+    claim: PGFClaim,
+    evaluations: Mapping[str, Mapping[str, Any]],
+    uncertainty: Uncertainty | None = None,
+) -> dict[str, Any]:
+    """One PGF row of claims.csv: the bootstrap interval of the mean cloudy - clear weight."""
+    uncertainty = uncertainty or Uncertainty.default()
+    evaluation = evaluations.get(claim.method)
+    if evaluation is None:
+        raise InputDataError(f"claim {claim.key}: evaluation of method {claim.method!r} missing")
+    per_patch = evaluation.get("per_patch", {})
+    if PGF_GAP_MEAN not in per_patch:
+        raise InputDataError(
+            f"claim {claim.key}: evaluation of {claim.method} has no PGF weights "
+            "(re-run tdpcr evaluate with --pgf)"
+        )
+    gaps = np.asarray(per_patch[PGF_GAP_MEAN], dtype=np.float64)
+    stages = [
+        float(np.nanmean(np.asarray(per_patch[pgf_stage_key("gap", s)], dtype=np.float64)))
+        for s in range(1, int(evaluation.get("pgf", {}).get("stages", 0)) + 1)
+    ]
+    bootstrap = Bootstrap(
+        len(gaps), uncertainty.resamples, uncertainty.seed, uncertainty.confidence
+    )
+    interval = bootstrap.interval(per_patch_statistic(evaluation, PGF_GAP_MEAN))
+    per_stage = ", ".join(f"s{i} {v:+.4f}" for i, v in enumerate(stages, start=1))
+    note = (
+        f"mean over the {len(stages)} PGF stages of cloudy - clear mean SAR weight per patch "
+        f"(per stage: {per_stage}); minimum effect {PGF_MIN_EFFECT}"
+    )
+    return {
+        "claim": claim.key,
+        "text": claim.text,
+        "metric": PGF_GAP_MEAN,
+        "better": claim.method,
+        "worse": "",
+        "difference": round(interval.value, 6),
+        "ci_low": round(interval.low, 6),
+        "ci_high": round(interval.high, 6),
+        "verdict": pgf_verdict(interval, claim.control),
+        "paper_difference": None,
+        "patches": int(np.isfinite(gaps).sum()),
+        "groups": len(set(per_patch.get("group", []))),
+        "resamples": uncertainty.resamples,
+        "confidence": uncertainty.confidence,
+        "note": ("control; " if claim.control else "") + note,
+    }
+
+
 def write_claims(
     evaluation_files: Sequence[Path], out: Path, uncertainty: Uncertainty | None = None
 ) -> list[dict[str, Any]]:
     """Test every claim on the evaluations and write ``claims.csv`` atomically."""
     evaluations = read_evaluations(evaluation_files)
     rows = [evaluate_claim(claim, evaluations, uncertainty) for claim in CLAIMS]
+    rows += [evaluate_pgf_claim(claim, evaluations, uncertainty) for claim in PGF_CLAIMS]
     write_csv_atomic(out, rows, COLUMNS)
     return rows
 

@@ -1,4 +1,5 @@
-"""``tdpcr`` sub-commands of the evaluation stage: evaluate, table, figures, training-curves."""
+"""``tdpcr`` sub-commands of the evaluation stage: evaluate, table, claims, figures, pgf-figure,
+grid-check, training-curves."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         threads=args.threads,
         force_cpu=args.cpu,
         tracking=not args.no_tracking,
+        pgf=args.pgf,
     )
     summary = {k: result[k] for k in ("method", "patches", "device", "metrics", "mlflow_run_id")}
+    if "grid" in result:
+        summary["grid"] = {k: result["grid"][k] for k in ("ratio", "limit", "passed")}
     print(json.dumps(summary, indent=2))
 
 
@@ -135,6 +139,27 @@ def _cmd_training_curves(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(histories)} of {len(variants)} variants tracked)")
 
 
+def _cmd_pgf_figure(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.figures import figure_pgf_sar_weight
+    from tdpcr.evaluation.tables import read_evaluations
+
+    evaluations = read_evaluations([Path(p) for p in args.evals])
+    figure_pgf_sar_weight(evaluations, Path(args.out))
+    print(f"wrote {args.out} ({', '.join(evaluations)})")
+
+
+def _cmd_grid_check(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.spectrum import grid_check
+    from tdpcr.evaluation.tables import read_evaluations
+
+    result = grid_check(read_evaluations([Path(p) for p in args.evals]), Path(args.out))
+    # The verdict is recorded, not enforced: a gridded model must not stop the workflow
+    # from writing its other results (tests/test_pgf_grid.py is what fails on one).
+    for name, entry in result["methods"].items():
+        verdict = "pass" if entry["passed"] else "FAIL"
+        print(f"{name}: grid ratio {entry['ratio']} (limit {result['limit']}): {verdict}")
+
+
 def register(command: CommandFactory) -> None:
     """Add the evaluation sub-commands to the ``tdpcr`` parser."""
     evaluate = command(
@@ -156,6 +181,12 @@ def register(command: CommandFactory) -> None:
     evaluate.add_argument("--threads", type=int, default=1, help="CPU threads (Snakemake threads)")
     evaluate.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     evaluate.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    evaluate.add_argument(
+        "--pgf",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure PGF SAR weights and grid energy (default: for the TDP-CR PGF methods)",
+    )
 
     from tdpcr.evaluation.tables import TABLES
 
@@ -213,6 +244,22 @@ def register(command: CommandFactory) -> None:
     figures.add_argument("--rows", type=int, default=3, help="patches shown (by cloud cover)")
     figures.add_argument("--threads", type=int, default=1, help="CPU threads")
     figures.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
+
+    pgf_figure = command(
+        "pgf-figure",
+        _cmd_pgf_figure,
+        "plot PGF's SAR weight against cloud opacity per stage from TDP-CR evaluations",
+    )
+    pgf_figure.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
+    pgf_figure.add_argument("--out", required=True, help="PNG to write")
+
+    grid = command(
+        "grid-check",
+        _cmd_grid_check,
+        "collect the outputs' 2-/4-pixel grid energy vs the reference (records pass/fail)",
+    )
+    grid.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
+    grid.add_argument("--out", required=True, help="JSON to write (results/grid_check.json)")
 
     curves = command(
         "training-curves",

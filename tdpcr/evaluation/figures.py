@@ -390,3 +390,43 @@ def plot_training_curves(
     fig.suptitle(f"Training curves per variant (MLflow experiment {config['name']!r})", fontsize=10)
     _save(fig, out)
     return histories
+
+
+def figure_pgf_sar_weight(evaluations: Mapping[str, Mapping[str, Any]], out: Path) -> Path:
+    """PGF SAR weight against local cloud opacity, binned: one panel per stage, one line per
+    method (the ``pgf`` sections of the TDP-CR evaluations, :mod:`tdpcr.evaluation.pgf`).
+
+    Bins without pixels are gaps; without the store's ``cloud_opacity`` a panel says so.
+    """
+    stages = max((int(e["pgf"]["stages"]) for e in evaluations.values()), default=0)
+    if stages == 0:
+        raise InputDataError("no evaluation has PGF weights (tdpcr evaluate --pgf)")
+    fig = Figure(figsize=(3.0 * stages, 3.0), layout="constrained")
+    axes = fig.subplots(1, stages, squeeze=False)[0]
+    palette = colormaps["tab10"]
+    for stage, ax in enumerate(axes):
+        drawn = False
+        for colour, (name, evaluation) in enumerate(evaluations.items()):
+            pgf = evaluation["pgf"]
+            means = pgf["opacity_sar_weight"]
+            if stage >= len(means):
+                continue
+            edges = np.asarray(pgf["opacity_edges"], dtype=np.float64)
+            centres = (edges[:-1] + edges[1:]) / 2
+            values = np.asarray([np.nan if v is None else v for v in means[stage]], dtype=float)
+            if np.isfinite(values).any():
+                ax.plot(centres, values, marker=".", color=palette(colour), label=name)
+                drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no cloud_opacity in the store", ha="center", va="center")
+        ax.set_title(f"PGF stage {stage + 1} (1/{2**stage} resolution)", fontsize=8)
+        ax.set_xlabel("local cloud opacity (pooled to the stage)", fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=6)
+    axes[0].set_ylabel("mean SAR weight (channel mean of a_s)", fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7)
+    fig.suptitle("PGF SAR weight against cloud opacity, test patches", fontsize=9)
+    return _save(fig, out)

@@ -182,6 +182,12 @@ FIG3_METHODS: tuple[tuple[str, str], ...] = (
     ("TDP-CR CR-only", "tdpcr-cr"),
     ("TDP-CR Full", "tdpcr-full"),
 )
+#: TDP-CR methods whose PGF weights are measured (tdpcr.evaluation.pgf) and whose outputs
+#: are grid-checked (tdpcr.evaluation.spectrum): both phases of the full PGF and the Full
+#: variants of the two branch ablations. The global-only one is the PGF measure's control.
+PGF_METHODS: tuple[str, ...] = ("tdpcr-cr", "tdpcr-full", "tdpcr-global-full", "tdpcr-local-full")
+#: The PGF method whose SAR weight cannot vary within a patch (one logit pair per channel).
+PGF_CONTROL = "tdpcr-global-full"
 #: Figure 4 shows the prompt of this variant.
 FIG4_VARIANT = "tdpcr-full"
 #: Figure 5: one land-cover map per protocol of Table II (column title, method name).

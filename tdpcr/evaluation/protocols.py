@@ -40,7 +40,9 @@ from tdpcr.core.specs import (
     REGIONS,
     SEG_METRICS,
 )
-from tdpcr.evaluation.methods import Method, get_method
+from tdpcr.evaluation.methods import PGF_METHODS, Method, get_method
+from tdpcr.evaluation.pgf import PGFMeter
+from tdpcr.evaluation.spectrum import SpectrumMeter
 from tdpcr.models import create_model_from
 from tdpcr.training.variants import get_variant, model_kwargs
 
@@ -79,19 +81,26 @@ def load_variant_model(
 
 
 def predict(
-    method: Method, models: Mapping[str, nn.Module], batch: Mapping[str, Any]
-) -> dict[str, torch.Tensor]:
+    method: Method,
+    models: Mapping[str, nn.Module],
+    batch: Mapping[str, Any],
+    return_weights: bool = False,
+) -> dict[str, Any]:
     """Run ``method`` on a batch: ``image`` (B, 13, H, W) and/or ``logits`` (B, K, H, W).
 
     ``models`` maps variant name to a loaded model (:func:`load_variant_model`). Outputs are
-    float32 (autocast may compute in bfloat16).
+    float32 (autocast may compute in bfloat16). ``return_weights`` (TDP-CR CR models only)
+    adds ``weights``, the PGF modality weights per stage (see ``TDPCR.forward``).
     """
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, Any] = {}
     cr_out: Mapping[str, Any] | None = None
     image: torch.Tensor | None = None
     if method.cr_variant is not None:
-        cr_out = models[method.cr_variant](batch["s2_cloudy"], batch["s1"])
+        extra = {"return_weights": True} if return_weights else {}
+        cr_out = models[method.cr_variant](batch["s2_cloudy"], batch["s1"], **extra)
         image = cr_out["image"].float()
+        if return_weights:
+            out["weights"] = cr_out["weights"]
     elif method.scores_cr:
         image = batch["s2_cloudy"]  # the no-op reference: the cloudy image as the prediction
     if image is not None:
@@ -135,19 +144,36 @@ class Scores:
     )
     patch_ids: list[str] = field(default_factory=list)
     indexes: list[int] = field(default_factory=list)
+    #: PGF SAR weights by mask and opacity (TDP-CR methods with ``pgf`` on), else None.
+    pgf: PGFMeter | None = None
+    #: Grid-line energy of output and reference (methods with ``pgf`` on), else None.
+    spectrum: SpectrumMeter | None = None
 
 
 def score_split(
-    method: Method, models: Mapping[str, nn.Module], loader, device: torch.device
+    method: Method,
+    models: Mapping[str, nn.Module],
+    loader,
+    device: torch.device,
+    pgf: bool = False,
 ) -> Scores:
-    """Run ``method`` over every batch of ``loader`` and score it patch by patch."""
+    """Run ``method`` over every batch of ``loader`` and score it patch by patch.
+
+    ``pgf`` also measures the PGF weights (:class:`PGFMeter`, needs the cloud mask) and the
+    outputs' grid energy (:class:`SpectrumMeter`); off, nothing extra is computed or kept.
+    """
     scores = Scores()
+    if pgf:
+        scores.pgf, scores.spectrum = PGFMeter(), SpectrumMeter()
     with torch.inference_mode():
         for batch in loader:
             batch = to_device(batch, device)
             with autocast(device.type == "cuda"):
-                pred = predict(method, models, batch)
+                pred = predict(method, models, batch, return_weights=pgf)
             cloudmask = batch.get("cloudmask")
+            if scores.pgf is not None and scores.spectrum is not None:
+                scores.pgf.update(pred["weights"], cloudmask, batch.get("cloud_opacity"))
+                scores.spectrum.update(pred["image"], batch["s2_clear"])
             if method.scores_cr:
                 scores.reconstruction.update(pred["image"], batch["s2_clear"], cloudmask)
             if method.scores_seg:
@@ -182,6 +208,8 @@ def summarise(method: Method, scores: Scores) -> tuple[dict, dict, dict]:
             region.removeprefix("_") or "all": cm.tolist()
             for region, cm in scores.segmentation.per_image().items()
         }
+    if scores.pgf is not None:
+        per_patch.update(scores.pgf.per_patch())
     return metrics, per_class, per_patch
 
 
@@ -221,6 +249,7 @@ def evaluate_method(
     threads: int = 1,
     force_cpu: bool = False,
     tracking: bool = True,
+    pgf: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate one method on ``split`` of ``store`` at full patch size; return the result.
 
@@ -235,6 +264,9 @@ def evaluate_method(
         threads: CPU threads for torch (capped by the CPUs available).
         force_cpu: ignore CUDA.
         tracking: log into MLflow (when the config enables it too).
+        pgf: measure the PGF SAR weights and the output's grid energy (``pgf`` and ``grid``
+            sections, ``pgf_sar_*`` per-patch values); needs the store's cloud mask. None =
+            for :data:`PGF_METHODS` when the store has a cloud mask.
 
     Returns:
         The JSON content: ``method``, ``metrics`` (flat; NaN where nothing could be scored),
@@ -263,9 +295,17 @@ def evaluate_method(
     if missing:
         raise InputDataError(f"{store}: method {method.name} needs {missing[0]!r}, absent")
     pieces = [*method.pieces(), *(["cloudmask"] if "cloudmask" in ds else [])]
+    if pgf is None:  # by default where it can be measured: PGF methods, a store with masks
+        pgf = method.name in PGF_METHODS and "cloudmask" in ds
+    if pgf:
+        if method.cr_variant is None or get_variant(method.cr_variant).model != "tdpcr":
+            raise InputDataError(f"method {method.name}: PGF weights need a TDP-CR model")
+        if "cloudmask" not in ds:
+            raise InputDataError(f"{store}: the PGF measure needs 'cloudmask', absent")
+        pieces += ["cloud_opacity"] if "cloud_opacity" in ds else []
     size = int(batch_size or config["train"]["val_batch_size"])
     loader = make_loader(store, split, batch_size=size, train=False, workers=0, pieces=pieces)
-    scores = score_split(method, models, loader, device)
+    scores = score_split(method, models, loader, device, pgf=pgf)
     metrics, per_class, per_patch = summarise(method, scores)
     per_patch["group"] = ds["group"].values[scores.indexes].tolist()
 
@@ -298,6 +338,9 @@ def evaluate_method(
         "seconds": round(time.perf_counter() - started, 3),
         "per_patch": per_patch,
     }
+    if scores.pgf is not None and scores.spectrum is not None:
+        result["pgf"] = scores.pgf.summary()
+        result["grid"] = scores.spectrum.compute()
     if out is not None:
         write_json_atomic(Path(out), result)
     if target is not None:

@@ -126,9 +126,12 @@ def claims(rows: list[dict[str, str]]) -> str:
     for r in rows:
         ours = ""
         if r["difference"]:
-            digits = 2 if r["metric"].startswith("psnr") else 3
+            # PGF rows compare one method's weights in two regions (small weight differences).
+            pgf = r["metric"].startswith("pgf_")
+            digits = 2 if r["metric"].startswith("psnr") else 4 if pgf else 3
+            which = f"{r['better']}: cloudy - clear" if pgf else f"{r['better']} - {r['worse']}"
             ours = f"{_num(r['difference'], digits)} [{_num(r['ci_low'], digits)}, "
-            ours += f"{_num(r['ci_high'], digits)}] ({r['better']} - {r['worse']})"
+            ours += f"{_num(r['ci_high'], digits)}] ({which})"
         body.append([r["text"], r["metric"], ours, r["verdict"], _num(r["paper_difference"], 3)])
     return _markdown(header, body)
 

@@ -125,13 +125,39 @@ def naf_downsample(channels: int) -> nn.Conv2d:
     return nn.Conv2d(channels, 2 * channels, kernel_size=2, stride=2)
 
 
+def icnr_(conv: nn.Conv2d, scale: int = 2) -> nn.Conv2d:
+    """ICNR initialisation of a conv that feeds ``PixelShuffle(scale)`` (in place; returns it).
+
+    Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution: A note on sub-pixel
+    convolution, resize convolution and convolution resize" (arXiv 1707.02937): one kernel per
+    output channel is drawn with the conv's default initialisation and copied to all
+    ``scale ** 2`` sub-pixel positions, so the freshly built upsampler is a nearest-neighbour
+    resize followed by a conv. With independent kernels per position (PyTorch's default) the
+    four sub-pixels of every output pixel start as four different linear maps, a 2-pixel
+    checkerboard that training (and, in phase 2, frozen weights under shifted features) does
+    not remove. Same weights tensor, so no parameter-count change.
+    """
+    out_channels = conv.out_channels
+    if out_channels % scale**2:
+        raise ValueError(f"{out_channels} output channels do not split into {scale**2} phases")
+    sub = torch.empty(out_channels // scale**2, *conv.weight.shape[1:])
+    nn.init.kaiming_uniform_(sub, a=5**0.5)  # nn.Conv2d's default, same fan-in as the full conv
+    with torch.no_grad():
+        # PixelShuffle reads channel c * scale^2 + k as sub-pixel k of output channel c.
+        conv.weight.copy_(sub.repeat_interleave(scale**2, dim=0))
+    return conv
+
+
 def naf_upsample(channels: int) -> nn.Sequential:
     """NAFNet's upsampler: 1x1 conv (no bias) to 2C, then PixelShuffle(2), halving the width.
+
+    The conv is ICNR-initialised (:func:`icnr_`, ours; NAFNet uses the default init), which
+    removes the 2- and 4-pixel grid the default init leaves in TDP-CR's outputs.
 
     Shapes: (B, C, H, W) -> (B, C/2, 2H, 2W).
     """
     return nn.Sequential(
-        nn.Conv2d(channels, 2 * channels, kernel_size=1, bias=False),
+        icnr_(nn.Conv2d(channels, 2 * channels, kernel_size=1, bias=False)),
         nn.PixelShuffle(2),
     )
 

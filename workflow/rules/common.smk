@@ -144,7 +144,7 @@ def model_outputs(variants):
 import re
 
 from tdpcr.evaluation.claims import claim_methods
-from tdpcr.evaluation.methods import METHODS, figure_variants
+from tdpcr.evaluation.methods import METHODS, PGF_METHODS, figure_variants
 from tdpcr.evaluation.tables import TABLES, table_methods
 
 #: Every evaluable method (the `evaluate` rule's wildcard; names contain `+`, hence the escape).
@@ -204,13 +204,21 @@ FIGURES = {
     "fig4": "results/figures/fig4_prompt_pca.png",
     "fig5": "results/figures/fig5_segmentation.png",
     "curves": "results/figures/fig_training_curves.png",
+    "pgf": "results/figures/pgf_sar_weight.png",
 }
+#: Grid-artefact check of the TDP-CR outputs (rule `grid_check`).
+GRID_CHECK = "results/grid_check.json"
+
+
+def pgf_evals():
+    """Evaluation JSONs of the methods whose PGF weights and grid energy are measured."""
+    return [f"results/eval/{method}.json" for method in PGF_METHODS]
 
 
 def evaluation_outputs():
     """Tables and figures of the evaluation stage (part of `all`)."""
     tables = [f"results/{table}.csv" for table in TABLE_NAMES]
-    return [*tables, "results/claims.csv", *FIGURES.values()]
+    return [*tables, "results/claims.csv", *FIGURES.values(), GRID_CHECK]
 
 
 # --- Studies beside `all` (studies.smk): the phase-2 sweep and extra training seeds ---

@@ -106,3 +106,31 @@ rule training_curves:
     shell:
         "tdpcr training-curves --config {input.config} --models results/models"
         " --out {output} > {log} 2>&1"
+
+
+rule pgf_figure:
+    input:
+        evals=pgf_evals(),
+    output:
+        report(FIGURES["pgf"], caption="../report/pgf_sar_weight.rst", category="Figures"),
+    log:
+        f"{LOGS}/pgf_figure.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    shell:
+        "tdpcr pgf-figure --evals {input.evals:q} --out {output} > {log} 2>&1"
+
+
+# Records each TDP-CR method's grid ratio and verdict; exits 0 on a failed check, so the
+# workflow's other outputs are kept (tests/test_pgf_grid.py is what fails on a gridded model).
+rule grid_check:
+    input:
+        evals=pgf_evals(),
+    output:
+        GRID_CHECK,
+    log:
+        f"{LOGS}/grid_check.log",
+    conda:
+        "../../envs/tdpcr.yaml"
+    shell:
+        "tdpcr grid-check --evals {input.evals:q} --out {output} > {log} 2>&1"
