@@ -34,7 +34,7 @@ from zarr.codecs import BloscCodec
 from tdpcr import __version__
 from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError
-from tdpcr.core.io import atomic_folder
+from tdpcr.core.io import OWNER_KEY, atomic_folder, check_output_path
 from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
@@ -104,7 +104,8 @@ def tile_source(
 
     Args:
         source: a reader from :func:`tdpcr.data.sources.make_source`.
-        out: the ``.zarr`` folder to create (replaced if it exists, only once complete).
+        out: the ``.zarr`` folder to create; an existing one is replaced (once the new one is
+            complete) only if tdpcr wrote it, and it may not overlap the source.
         shard_patches: patches per shard (one file per shard and variable).
         split_seed: seed of the spatial split.
         split_from: reuse the split of an existing store or ``patch_id,split`` CSV.
@@ -118,6 +119,7 @@ def tile_source(
     """
     started = time.perf_counter()
     out = Path(out)
+    check_output_path(out, "zarr.json", inputs=_inputs_of(source, split_from))
     refs = source.patches()
     if not refs:
         raise InputDataError(f"{source.root}: no patches found")
@@ -163,6 +165,11 @@ def tile_source(
         input_megabytes=round(sum(m["input_bytes"] for m in metadata) / 1e6, 3),
         store_megabytes=round(_folder_bytes(out) / 1e6, 3),
     )
+
+
+def _inputs_of(source: Source, split_from: Path | None) -> list[Path]:
+    """What the tiling reads: the output may neither replace nor sit inside any of it."""
+    return [Path(source.root)] + ([Path(split_from)] if split_from is not None else [])
 
 
 def _splits(
@@ -258,6 +265,7 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
             f"{DERIVED_CLOUD_THRESHOLD} brighter in s2_cloudy than in s2_clear"
         )
     return {
+        OWNER_KEY: "tile store",  # the mark that lets a later run replace this store
         "tdpcr_store_version": STORE_FORMAT_VERSION,
         "tdpcr_version": __version__,
         "source_layout": source.name,

@@ -1,0 +1,225 @@
+"""Reliability (issue 14): never replace what tdpcr did not write, swap outputs atomically,
+sweep what dead runs left, and keep training alive on valid data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from tdpcr.core.io import OWNER_KEY, atomic_folder, replace_folder, sweep_stale_temporaries
+from tests import test_predict
+from tests.fakes import make_scenes
+from tests.test_bad_inputs import run_tile
+
+#: The tiny checkpoints of the prediction tests (module-scoped fixture).
+checkpoints = test_predict.checkpoints
+
+
+def one_line_refusal(code: int, err: str, *expected: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("tdpcr: error: "), lines[0]
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Only ever replace what tdpcr wrote
+
+
+def test_tile_refuses_a_users_folder(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "mine.zarr"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    code, err = run_tile(capsys, "scenes", root, out)
+    one_line_refusal(code, err, str(out), "not written by tdpcr")
+    assert (out / "thesis.tex").read_text() == "years of work"
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_tile_refuses_another_zarr_dataset(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "other.zarr"
+    out.mkdir()
+    (out / "zarr.json").write_text(json.dumps({"zarr_format": 3, "attributes": {"a": 1}}))
+    code, err = run_tile(capsys, "scenes", root, out)
+    one_line_refusal(code, err, str(out), "zarr.json")
+    assert json.loads((out / "zarr.json").read_text())["attributes"] == {"a": 1}
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_tile_output_overlapping_its_source_is_refused_before_any_work(
+    tmp_path: Path, capsys, where: str
+) -> None:
+    root = make_scenes(
+        tmp_path / "data.zarr" / "scenes" if where == "around" else tmp_path / "data.zarr",
+        n_scenes=1,
+    )
+    out = {"same": root, "inside": root / "t.zarr", "around": tmp_path / "data.zarr"}[where]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code, err = run_tile(capsys, "scenes", root, out)
+    one_line_refusal(code, err, "overlaps the input")
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_tile_output_that_is_a_file_or_under_a_file(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    plain = tmp_path / "file.zarr"
+    plain.write_text("not a store")
+    code, err = run_tile(capsys, "scenes", root, plain)
+    one_line_refusal(code, err, str(plain), "not a folder")
+    assert plain.read_text() == "not a store"
+    code, err = run_tile(capsys, "scenes", root, plain / "t.zarr")
+    one_line_refusal(code, err, "is a file")
+
+
+def test_tile_replaces_its_own_store(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "t.zarr"
+    assert run_tile(capsys, "scenes", root, out)[0] == 0
+    attrs = json.loads((out / "zarr.json").read_text())["attributes"]
+    assert attrs[OWNER_KEY] == "tile store"
+    code, err = run_tile(capsys, "scenes", root, out, "--split-seed", "3")
+    assert code == 0, err
+    assert hidden_leftovers(tmp_path) == []
+
+
+def predict(capsys, optical: Path, sar: Path, checkpoint: Path, out: Path) -> tuple[int, str]:
+    code, _, err = test_predict.run_cli(
+        capsys,
+        "--optical", str(optical), "--sar", str(sar),
+        "--checkpoint", str(checkpoint), "--out", str(out),
+        "--window", "32", "--overlap", "8",
+    )  # fmt: skip
+    return code, err
+
+
+def test_predict_keeps_user_files_named_like_its_outputs(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "landcover.tif").write_bytes(b"my own map")
+    (out / "MTD_MSIL2A.xml").write_text("<product/>")
+    code, err = predict(capsys, optical, sar, checkpoints["full"], out)
+    one_line_refusal(code, err, str(out), "prediction.json")
+    assert (out / "landcover.tif").read_bytes() == b"my own map"
+    assert sorted(p.name for p in out.iterdir()) == ["MTD_MSIL2A.xml", "landcover.tif"]
+
+
+def test_predict_refuses_a_prediction_json_it_did_not_write(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "prediction.json").write_text('{"mine": true}')
+    code, err = predict(capsys, optical, sar, checkpoints["full"], out)
+    one_line_refusal(code, err, "not written by tdpcr")
+    assert (out / "prediction.json").read_text() == '{"mine": true}'
+
+
+def test_predict_output_around_its_input_is_refused(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    code, err = predict(capsys, optical, sar, checkpoints["full"], tmp_path / "in")
+    one_line_refusal(code, err, "overlaps the input")
+    assert optical.exists() and sar.exists()
+
+
+def test_predict_replaces_its_own_output_and_marks_it(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    out = tmp_path / "pred"
+    for _ in range(2):
+        code, err = predict(capsys, optical, sar, checkpoints["full"], out)
+        assert code == 0, err
+    assert json.loads((out / "prediction.json").read_text())[OWNER_KEY] == "prediction"
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_replacing_a_folder_never_leaves_a_moment_without_it(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_folder(target) as tmp:
+        (tmp / "data").write_text("0")
+    missing = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not (target / "data").exists():
+                missing.append(1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(200):
+            with atomic_folder(target) as tmp:
+                (tmp / "data").write_text(str(i))
+    finally:
+        done.set()
+        watcher.join()
+    assert missing == []
+    assert (target / "data").read_text() == "199"
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_concurrent_replacements_do_not_crash_each_other(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(30):
+                new = tmp_path / f".new-{n}-{i}"
+                new.mkdir()
+                (new / "data").write_text(f"{n}-{i}")
+                replace_folder(new, target)
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (target / "data").exists()
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_stale_temporaries_of_dead_runs_are_swept(tmp_path: Path) -> None:
+    host = socket.gethostname()
+    dead_pid = 2**22 + 12345  # above Linux's pid_max default range for live processes
+    target = tmp_path / "t.zarr"
+    dead = tmp_path / f".t.zarr.{host}-{dead_pid}.abc123.tmp"
+    live = tmp_path / f".t.zarr.{host}-{os.getpid()}.def456.tmp"
+    elsewhere = tmp_path / f".t.zarr.other.host-{dead_pid}.ghi789.tmp"
+    for folder in (dead, live, elsewhere):
+        folder.mkdir()
+        (folder / "chunk").write_bytes(b"x" * 100)
+    assert sweep_stale_temporaries(target) == [dead]
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+
+
+def test_tile_sweeps_what_a_killed_run_left(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    stale = tmp_path / f".t.zarr.{socket.gethostname()}-{2**22 + 54321}.xyz.tmp"
+    stale.mkdir()
+    code, err = run_tile(capsys, "scenes", root, tmp_path / "t.zarr")
+    assert code == 0, err
+    assert hidden_leftovers(tmp_path) == []
