@@ -3,6 +3,7 @@ sweep what dead runs left, and keep training alive on valid data."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -10,14 +11,22 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+import tdpcr.training.steps as steps_module
 from tdpcr.core.io import OWNER_KEY, atomic_folder, replace_folder, sweep_stale_temporaries
-from tests import test_predict
+from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.training.losses import segmentation_loss
+from tdpcr.training.trainer import Diverged, train_variant
+from tests import test_predict, test_training
 from tests.fakes import make_scenes
 from tests.test_bad_inputs import run_tile
 
 #: The tiny checkpoints of the prediction tests (module-scoped fixture).
 checkpoints = test_predict.checkpoints
+#: The tiny training configuration of the training tests.
+tiny_config = test_training.tiny_config
 
 
 def one_line_refusal(code: int, err: str, *expected: str) -> str:
@@ -223,3 +232,51 @@ def test_tile_sweeps_what_a_killed_run_left(tmp_path: Path, capsys) -> None:
     code, err = run_tile(capsys, "scenes", root, tmp_path / "t.zarr")
     assert code == 0, err
     assert hidden_leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Valid data must not crash training
+
+
+def test_batch_without_labelled_pixels_gives_zero_segmentation_loss() -> None:
+    logits = torch.randn(2, len(CLASS_NAMES), 8, 8, requires_grad=True)
+    labels = torch.full((2, 8, 8), IGNORE_INDEX, dtype=torch.long)
+    loss, parts = segmentation_loss(logits, labels, label_smoothing=0.1)
+    assert float(loss.detach()) == 0.0 and parts["ce"] == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_segmentation_loss_is_the_mean_over_labelled_pixels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, len(CLASS_NAMES), 8, 8)
+    labels = torch.randint(0, len(CLASS_NAMES), (2, 8, 8))
+    labels[0, :5] = IGNORE_INDEX
+    expected = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, label_smoothing=0.1)
+    loss, _ = segmentation_loss(logits, labels, label_smoothing=0.1)
+    assert torch.allclose(loss, expected)
+
+
+def test_divergence_names_variant_step_and_fix_and_keeps_the_last_checkpoint(
+    tiny_config: dict, scene_store: Path, tmp_path: Path, monkeypatch
+) -> None:
+    config = copy.deepcopy(tiny_config)
+    config["train"]["steps"]["phase1"] = 6
+    calls = {"n": 0}
+    real_loss = steps_module.reconstruction_loss
+
+    def diverging(*args, **kwargs):
+        calls["n"] += 1
+        loss, parts = real_loss(*args, **kwargs)
+        return (loss * float("nan") if calls["n"] == 4 else loss), parts
+
+    monkeypatch.setattr(steps_module, "reconstruction_loss", diverging)
+    out = tmp_path / "run"
+    with pytest.raises(Diverged) as diverged:
+        train_variant(config, "tdpcr-cr", scene_store, out, threads=1, progress=False)
+    message = str(diverged.value)
+    assert "\n" not in message
+    for text in ("tdpcr-cr", "step 3", "train.lr", str(out / "last")):
+        assert text in message, message
+    assert json.loads((out / "last" / "meta.json").read_text())["step"] == 2
+    assert not (out / "model.safetensors").exists()
