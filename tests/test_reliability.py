@@ -8,19 +8,26 @@ import json
 import os
 import socket
 import threading
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 import torch.nn.functional as F
+import zarr
 
 import tdpcr.training.steps as steps_module
+from tdpcr.cli import main
+from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import OWNER_KEY, atomic_folder, replace_folder, sweep_stale_temporaries
 from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
+from tdpcr.data.dataset import TileDataset
 from tdpcr.training.losses import segmentation_loss
 from tdpcr.training.trainer import Diverged, train_variant
 from tests import test_predict, test_training
-from tests.fakes import make_scenes
+from tests.fakes import make_luojiaset, make_scenes, read_tif, write_tif
 from tests.test_bad_inputs import run_tile
 
 #: The tiny checkpoints of the prediction tests (module-scoped fixture).
@@ -32,7 +39,7 @@ tiny_config = test_training.tiny_config
 def one_line_refusal(code: int, err: str, *expected: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1, err
-    assert lines[0].startswith("tdpcr: error: "), lines[0]
+    assert lines[0].startswith("tdpcr") and ": error: " in lines[0], lines[0]
     for text in expected:
         assert text in lines[0], lines[0]
     return lines[0]
@@ -280,3 +287,149 @@ def test_divergence_names_variant_step_and_fix_and_keeps_the_last_checkpoint(
         assert text in message, message
     assert json.loads((out / "last" / "meta.json").read_text())["step"] == 2
     assert not (out / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Damaged data must not pass as real
+
+
+@pytest.fixture
+def small_store(tmp_path: Path, capsys) -> Path:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "t.zarr"
+    code, err = run_tile(capsys, "scenes", root, out, "--shard-patches", "4")
+    assert code == 0, err
+    return out
+
+
+def shard(store: Path, variable: str, index: int) -> Path:
+    ndim = len(json.loads((store / variable / "zarr.json").read_text())["shape"])
+    return store / variable / "c" / str(index) / Path(*["0"] * (ndim - 1))
+
+
+def test_every_shard_is_written_even_all_fill_ones(tmp_path: Path, capsys) -> None:
+    root = make_luojiaset(tmp_path / "luojia", bins={"0-20%": [1, 2, 3, 4, 5]}, landcover=False)
+    out = tmp_path / "l.zarr"
+    code, err = run_tile(capsys, "luojiaset", root, out, "--shard-patches", "4")
+    assert code == 0, err
+    code = main(["info", "--check", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["shards_checked"] > 0
+
+
+@pytest.mark.parametrize(
+    "command", [["info"], ["info", "--check"], ["export-patch", "--out", "p.tif", "--patch"]]
+)
+def test_a_deleted_shard_is_refused_not_read_as_zeros(
+    small_store: Path, capsys, command: list[str]
+) -> None:
+    shard(small_store, "s1", 1).unlink()
+    args = [*command, "scene0_r0_c0"] if "--patch" in command else command
+    if "--out" in args:
+        args[args.index("--out") + 1] = str(small_store.parent / "p.tif")
+    code = main([args[0], str(small_store), *args[1:]])
+    one_line_refusal(code, capsys.readouterr().err, str(small_store), "'s1'", "patches 4..7")
+    assert not (small_store.parent / "p.tif").exists()
+
+
+def test_the_dataset_refuses_a_store_with_a_deleted_shard(small_store: Path) -> None:
+    shard(small_store, "s2_clear", 0).unlink()
+    with pytest.raises(InputDataError, match="'s2_clear', patches 0..3"):
+        TileDataset(small_store, split=None)
+
+
+def test_a_truncated_shard_is_one_line_from_info_check_and_the_dataset(
+    small_store: Path, capsys
+) -> None:
+    damaged = shard(small_store, "s2_cloudy", 1)
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    code = main(["info", "--check", str(small_store)])
+    one_line_refusal(code, capsys.readouterr().err, "'s2_cloudy'", "patches 4..7", "unreadable")
+    dataset = TileDataset(small_store, split=None)
+    with pytest.raises(InputDataError, match="'s2_cloudy', patch 5"):
+        dataset[5]
+
+
+def rewrite(path: Path, array: np.ndarray, crs: str | None | bool = True) -> None:
+    """Replace the GeoTIFF at ``path`` by ``array`` on its grid (``crs=True``: its own CRS)."""
+    with rasterio.open(path) as src:
+        transform, own_crs = src.transform, src.crs
+    write_tif(path, array, own_crs.to_string() if crs is True else crs, transform)
+
+
+@pytest.mark.parametrize(
+    ("piece", "make", "expected"),
+    [
+        ("s2_cloudy", lambda a: (a / 1e4).astype(np.float32), "multiply by 10000"),
+        ("s2_cloudy", lambda a: (a // 256).astype(np.uint8), "uint8"),
+        ("s1", lambda a: (10 ** (a / 10)).astype(np.float32), "linear power"),
+    ],
+    ids=["s2-reflectance", "s2-uint8", "s1-linear"],
+)
+def test_tile_refuses_data_off_the_contract(
+    tmp_path: Path, capsys, piece: str, make, expected: str
+) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    path = root / "scene0" / f"{piece}.tif"
+    rewrite(path, make(read_tif(path)))
+    out = tmp_path / "t.zarr"
+    code, err = run_tile(capsys, "scenes", root, out)
+    one_line_refusal(code, err, str(path), expected)
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("crs", "expected"), [("EPSG:32634", "differs"), ("EPSG:4326", "differs"), (None, "no CRS")]
+)
+def test_tile_refuses_s1_on_another_crs_or_none(
+    tmp_path: Path, capsys, crs: str | None, expected: str
+) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    path = root / "scene0" / "s1.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rasterio: no CRS / geotransform
+        rewrite(path, read_tif(path), crs)
+    code, err = run_tile(capsys, "scenes", root, tmp_path / "t.zarr")
+    one_line_refusal(code, err, str(path), expected)
+
+
+def test_tile_refuses_an_all_nodata_scene(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=2)
+    for piece in ("s2_cloudy", "s2_clear"):
+        path = root / "scene1" / f"{piece}.tif"
+        rewrite(path, np.zeros_like(read_tif(path)))
+    out = tmp_path / "t.zarr"
+    code, err = run_tile(capsys, "scenes", root, out)
+    one_line_refusal(code, err, "scene1", "entirely nodata")
+    assert not out.exists()
+
+
+def test_tile_removes_the_s2_offset_it_is_given(tmp_path: Path, capsys) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    plain, shifted = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    assert run_tile(capsys, "scenes", root, plain)[0] == 0
+    assert run_tile(capsys, "scenes", root, shifted, "--s2-offset", "1000")[0] == 0
+    a = zarr.open_group(plain, mode="r")["s2_cloudy"][:].astype(int)
+    b = zarr.open_group(shifted, mode="r")["s2_cloudy"][:].astype(int)
+    assert np.array_equal(b, np.clip(a - 1000, 0, None))
+
+
+@pytest.mark.parametrize("value", ["5", "-1000", "1e9", "x"])
+def test_s2_offset_other_than_0_or_1000_is_refused(tmp_path: Path, capsys, value: str) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "t.zarr"
+    with pytest.raises(SystemExit) as tile_exit:
+        main(["tile", "--source", "scenes", "--root", str(root), "--out", str(out),
+              "--s2-offset", value])  # fmt: skip
+    one_line_refusal(tile_exit.value.code, capsys.readouterr().err, "--s2-offset", "1000")
+    with pytest.raises(SystemExit) as predict_exit:
+        main(["predict", "--optical", "a.tif", "--sar", "b.tif", "--checkpoint", "c",
+              "--out", str(tmp_path / "p"), "--s2-offset", value])  # fmt: skip
+    one_line_refusal(predict_exit.value.code, capsys.readouterr().err, "--s2-offset")
+    assert not out.exists()
+
+
+def test_patch_layouts_refuse_an_s2_offset(tmp_path: Path, capsys) -> None:
+    root = make_luojiaset(tmp_path / "luojia", bins={"0-20%": [1, 2]})
+    code, err = run_tile(capsys, "luojiaset", root, tmp_path / "t.zarr", "--s2-offset", "0")
+    one_line_refusal(code, err, "--s2-offset", "luojiaset")

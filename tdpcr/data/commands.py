@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tdpcr.core.commands import CommandFactory, LazyChoices
+from tdpcr.core.commands import CommandFactory, LazyChoices, s2_offset_arg
 from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError, TdpcrError
 
@@ -31,6 +31,7 @@ def _cmd_tile(args: argparse.Namespace) -> None:
         patch_size=args.patch_size,
         stride=args.stride,
         skip_incomplete=args.skip_incomplete,
+        s2_offset=args.s2_offset,
     )
     summary = tile_source(
         source,
@@ -48,9 +49,10 @@ def _cmd_tile(args: argparse.Namespace) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> None:
     from tdpcr.core.specs import SPLITS
-    from tdpcr.data.store import open_store
+    from tdpcr.data.store import check_readable, open_store
 
     ds = open_store(Path(args.store))
+    checked = check_readable(ds, Path(args.store)) if args.check else None
     splits = {name: int((ds["split"].values == name).sum()) for name in SPLITS}
     info = {
         "store": args.store,
@@ -61,6 +63,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
         "source_layout": ds.attrs["source_layout"],
         "mean_cloud_cover": float(ds["cloud_cover"].mean().values),
     }
+    if checked is not None:
+        info["shards_checked"] = checked
     print(json.dumps(info, indent=2))
 
 
@@ -132,11 +136,23 @@ def register(command: CommandFactory) -> None:
         action="store_true",
         help="drop patches missing a required piece (with a warning) instead of failing",
     )
+    tile.add_argument(
+        "--s2-offset",
+        type=s2_offset_arg,
+        default=None,
+        help="DN offset to remove from S2 of scene folders: 1000 for processing baseline "
+        ">= 04.00 scenes, 0 (default) before; patch datasets know their own",
+    )
     tile.add_argument("--workers", type=int, default=2, help="reader threads")
     tile.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = command("info", _cmd_info, "summarise a tile store")
     info.add_argument("store")
+    info.add_argument(
+        "--check",
+        action="store_true",
+        help="read every shard of every pixel variable (finds damaged or truncated ones)",
+    )
 
     realism = command(
         "realism",

@@ -46,6 +46,7 @@ class SceneSource(Source):
     """Folders of full-scene GeoTIFFs cut into patches on a regular grid."""
 
     name = "scenes"
+    takes_s2_offset = True
 
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
@@ -87,6 +88,7 @@ class SceneSource(Source):
                             files=files,
                             window=Window(col, row, patch_size, patch_size),
                             group=scene_dir.name,
+                            s2_offset=self.s2_offset,
                         )
                     )
         self._set_patches(refs)
