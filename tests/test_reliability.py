@@ -6,8 +6,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
+import yaml
 import zarr
 
 import tdpcr.training.steps as steps_module
@@ -433,3 +438,88 @@ def test_patch_layouts_refuse_an_s2_offset(tmp_path: Path, capsys) -> None:
     root = make_luojiaset(tmp_path / "luojia", bins={"0-20%": [1, 2]})
     code, err = run_tile(capsys, "luojiaset", root, tmp_path / "t.zarr", "--s2-offset", "0")
     one_line_refusal(code, err, "--s2-offset", "luojiaset")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Clusters stop jobs by signalling the whole process group
+
+#: ``tdpcr`` with 8 CPUs pretended, so the trainer starts 2 loader workers on any machine.
+WITH_WORKERS = (
+    "import sys, tdpcr.core.runtime as r; r.available_cpus = lambda: 8; "
+    "from tdpcr.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def group_members(pgid: int) -> int:
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        count += int(fields[2]) == pgid  # field 5 of /proc/PID/stat: process group
+    return count
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_saves_and_exits_143(
+    scene_store: Path, tmp_path: Path
+) -> None:
+    config = yaml.safe_load((test_training.REPO / "config" / "tiny.yaml").read_text())
+    config["train"].update(crop=32, steps={"phase1": 100000, "phase2": 3}, val_every=100000)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-c", WITH_WORKERS, "train", "--config", str(config_file),
+         "--variant", "tdpcr-cr", "--store", str(scene_store), "--out", str(out),
+         "--threads", "8", "--no-tracking", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while group_members(process.pid) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the trainer and its 2 loader workers
+        assert group_members(process.pid) >= 3, "no loader workers started"
+        time.sleep(3)  # a few steps
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "killed by signal" not in err, err
+    assert json.loads((out / "last" / "meta.json").read_text())["step"] > 0
+
+
+def test_sigterm_during_tile_removes_its_temporary_store(tmp_path: Path) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=2, height=640, width=640)
+    out = tmp_path / "t.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tdpcr.cli", "tile", "--source", "scenes", "--root", str(root),
+         "--out", str(out), "--patch-size", "16", "--shard-patches", "4", "--workers", "1",
+         "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not hidden_leftovers(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hidden_leftovers(tmp_path), "tile never started writing"
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "tdpcr: terminated by SIGTERM; temporary outputs removed"
+    ]
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+def test_a_failed_train_start_leaves_no_empty_out_folder(tiny_config: dict, tmp_path: Path) -> None:
+    out = tmp_path / "models" / "tdpcr-cr"
+    with pytest.raises(InputDataError):
+        train_variant(tiny_config, "tdpcr-cr", tmp_path / "missing.zarr", out, progress=False)
+    assert not out.exists()

@@ -16,7 +16,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -229,4 +229,23 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
         replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def folder_kept_only_if_used(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create ``folder`` for the block; if the block fails and left it empty, remove it again.
+
+    A run that fails before writing anything (bad store, bad config) then leaves no empty
+    output folder behind. Only an empty folder this block created is ever removed.
+    """
+    folder = Path(folder)
+    existed = folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            with suppress(OSError):
+                folder.rmdir()  # fails, and keeps it, unless it is empty
         raise

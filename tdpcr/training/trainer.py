@@ -46,6 +46,7 @@ from tdpcr.core.checkpoint import (
     weights_digest,
 )
 from tdpcr.core.errors import ConfigError, InputDataError, TdpcrError
+from tdpcr.core.io import folder_kept_only_if_used
 from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
 from tdpcr.core.runtime import Runtime, autocast, setup_runtime
 from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
@@ -510,7 +511,7 @@ class _Run:
             out = forward(self.model, self.variant, batch)
         loss, parts = compute_loss(self.variant, out, batch, self.train)
         if not torch.isfinite(loss):
-            raise self.diverged(float(loss), step)
+            raise self.diverged(float(loss.detach()), step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -542,10 +543,24 @@ def train_variant(
         tracker: a :class:`tdpcr.tracking.Tracker` (or None for no tracking).
     """
     variant = get_variant(variant_name)
+    with folder_kept_only_if_used(out_dir) as out:
+        return _train(config, variant, Path(store), out, init_dir, threads, progress,
+                      force_cpu, tracker)  # fmt: skip
+
+
+def _train(
+    config: dict,
+    variant: Variant,
+    store: Path,
+    out_dir: Path,
+    init_dir: Path | None,
+    threads: int,
+    progress: bool,
+    force_cpu: bool,
+    tracker: Any | None,
+) -> dict[str, float]:
     train = config["train"]
     runtime = setup_runtime(threads, force_cpu=force_cpu)
-    out_dir, store = Path(out_dir), Path(store)
-    out_dir.mkdir(parents=True, exist_ok=True)
     total_steps = step_budget(variant, train["steps"])
     digest = config_hash(config, variant)
 
