@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from tests.fakes import make_scenes
 REPO = Path(__file__).resolve().parents[1]
 #: ../shared/realdata next to the repository (absent in a user's clone: tests skip).
 REALDATA = REPO.parent / "shared" / "realdata"
+
+# Subprocesses (the `tdpcr` console script inside workflow rules, `python -m tdpcr`) must run
+# this checkout's package, not whichever checkout an editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
