@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +27,14 @@ import zarr
 
 import tdpcr.training.steps as steps_module
 from tdpcr.cli import main
-from tdpcr.core.errors import InputDataError
+from tdpcr.core.config import (
+    coerce_strings,
+    load_config,
+    load_yaml,
+    shipped_config,
+    validate_config,
+)
+from tdpcr.core.errors import ConfigError, InputDataError
 from tdpcr.core.io import OWNER_KEY, atomic_folder, replace_folder, sweep_stale_temporaries
 from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.data.dataset import TileDataset
@@ -523,3 +532,123 @@ def test_a_failed_train_start_leaves_no_empty_out_folder(tiny_config: dict, tmp_
     with pytest.raises(InputDataError):
         train_variant(tiny_config, "tdpcr-cr", tmp_path / "missing.zarr", out, progress=False)
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Config values as users write them
+
+#: Every ``--config '...'`` example the documentation gives.
+DOCUMENTED_OVERRIDES = sorted(
+    {
+        match
+        for doc in ("README.md", "workflow/profiles/slurm/README.md")
+        for match in re.findall(r"--config '([^']+)'", (test_training.REPO / doc).read_text())
+    }
+)
+
+
+def test_the_documentation_gives_override_examples() -> None:
+    assert "train={gpus_per_job: 4}" in DOCUMENTED_OVERRIDES
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+@pytest.mark.parametrize("override", DOCUMENTED_OVERRIDES)
+def test_documented_config_overrides_work_in_the_workflow(override: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--config", override],
+        cwd=test_training.REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    if "gpus_per_job" in override:
+        assert "--nproc_per_node=4" in result.stdout
+
+
+def test_command_line_strings_are_read_by_the_schema_types() -> None:
+    config = shipped_config("default")
+    config["train"].update(gpus_per_job="4", lr="3e-4", val_max_batches="null")
+    config["tiling"]["split_fractions"] = ["0.8", "0.1", "0.1"]
+    config["tracking"]["enabled"] = "false"
+    config["name"] = "123"  # a string key stays a string
+    validate_config(coerce_strings(config))
+    assert config["train"]["gpus_per_job"] == 4 and config["train"]["lr"] == 3e-4
+    assert config["train"]["val_max_batches"] is None
+    assert config["tiling"]["split_fractions"] == [0.8, 0.1, 0.1]
+    assert config["tracking"]["enabled"] is False and config["name"] == "123"
+    config["train"]["gpus_per_job"] = "four"
+    with pytest.raises(ConfigError, match="train.gpus_per_job"):
+        validate_config(coerce_strings(config))
+
+
+def test_yaml_numbers_as_users_type_them(tmp_path: Path) -> None:
+    text = (test_training.REPO / "config" / "tiny.yaml").read_text()
+    config = load_yaml(text)
+    config["train"]["lr"] = "placeholder"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config).replace("placeholder", "1e-3"))
+    assert load_config(path)["train"]["lr"] == 1e-3
+
+
+PARALLEL_TRACKERS = (
+    "import sys; from tdpcr.tracking import Tracker; Tracker(True, sys.argv[1], 'exp')"
+)
+
+
+def test_parallel_runs_create_a_new_sqlite_store_safely(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_TRACKERS, uri],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(8)
+    ]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
+    assert [code for code, _ in results] == [0] * 8, [err[-500:] for _, err in results]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. One line, never a traceback
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--patch-size", "0"),
+        ("--patch-size", "20"),
+        ("--patch-size", "-16"),
+        ("--stride", "0"),
+        ("--shard-patches", "0"),
+        ("--shard-patches", "x"),
+    ],
+)
+def test_bad_sizes_are_refused_before_any_work(tmp_path: Path, capsys, option) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    out = tmp_path / "t.zarr"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tile", "--source", "scenes", "--root", str(root), "--out", str(out), *option])
+    one_line_refusal(exit_info.value.code, capsys.readouterr().err, option[0])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", [("--scenes", "0"), ("--size", "10")])
+def test_synth_refuses_no_scenes_or_too_small_ones(tmp_path: Path, capsys, option) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", str(tmp_path / "s"), *option])
+    one_line_refusal(exit_info.value.code, capsys.readouterr().err, option[0])
+    assert not (tmp_path / "s").exists()
+
+
+def test_tile_reads_only_the_scenes_of_the_latest_synth(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "synthetic"
+    assert main(["synth", "--out", str(root), "--scenes", "12", "--size", "64"]) == 0
+    assert main(["synth", "--out", str(root), "--scenes", "2", "--size", "64", "--seed", "1"]) == 0
+    capsys.readouterr()
+    listed = json.loads((root / "manifest.json").read_text())["scenes"]
+    assert len(listed) == 2 and len([p for p in root.iterdir() if p.is_dir()]) > 2
+    out = tmp_path / "t.zarr"
+    code, err = run_tile(capsys, "synthetic", root, out)
+    assert code == 0, err
+    groups = set(zarr.open_group(out, mode="r")["group"][:].tolist())
+    assert groups == set(listed)

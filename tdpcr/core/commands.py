@@ -43,6 +43,27 @@ class LazyChoices:
         return iter(self._get())
 
 
+def int_arg(minimum: int = 1, multiple_of: int = 1) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` and a multiple of ``multiple_of``.
+
+    Checked while parsing, so a bad size stops in one line before any work is done.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or value % multiple_of:
+            multiple = f", a multiple of {multiple_of}" if multiple_of > 1 else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected an integer >= {minimum}{multiple}"
+            )
+        return value
+
+    return parse
+
+
 def s2_offset_arg(text: str) -> int:
     """``--s2-offset``: 0, or the 1000 DN of processing baseline >= 04.00; nothing else.
 

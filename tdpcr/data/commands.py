@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tdpcr.core.commands import CommandFactory, LazyChoices, s2_offset_arg
+from tdpcr.core.commands import CommandFactory, LazyChoices, int_arg, s2_offset_arg
 from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError, TdpcrError
 
@@ -95,8 +95,10 @@ def register(command: CommandFactory) -> None:
     """Add ``synth``, ``tile``, ``info`` and ``export-patch``."""
     synth = command("synth", _cmd_synth, "write synthetic S1/S2 scenes as GeoTIFF folders")
     synth.add_argument("--out", required=True, help="output folder (one sub-folder per scene)")
-    synth.add_argument("--scenes", type=int, default=16, help="number of scenes")
-    synth.add_argument("--size", type=int, default=512, help="scene side in pixels (10 m)")
+    synth.add_argument("--scenes", type=int_arg(1), default=16, help="number of scenes")
+    synth.add_argument(
+        "--size", type=int_arg(64), default=512, help="scene side in pixels (10 m, >= 64)"
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed")
 
     tile = command("tile", _cmd_tile, "cut a source layout into patches in a Zarr tile store")
@@ -109,9 +111,16 @@ def register(command: CommandFactory) -> None:
     )
     tile.add_argument("--root", required=True, help="folder of the source layout")
     tile.add_argument("--out", required=True, help="tile store to write (STORE.zarr)")
-    tile.add_argument("--patch-size", type=int, default=256, help="patch side (scene sources)")
-    tile.add_argument("--stride", type=int, default=None, help="patch stride (scene sources)")
-    tile.add_argument("--shard-patches", type=int, default=16, help="patches per Zarr shard")
+    tile.add_argument(
+        "--patch-size",
+        type=int_arg(16, multiple_of=16),
+        default=256,
+        help="patch side, a multiple of 16 (scene sources)",
+    )
+    tile.add_argument(
+        "--stride", type=int_arg(1), default=None, help="patch stride (scene sources)"
+    )
+    tile.add_argument("--shard-patches", type=int_arg(1), default=16, help="patches per Zarr shard")
     tile.add_argument("--split-seed", type=int, default=0, help="seed of the spatial split")
     tile.add_argument(
         "--split-method",
