@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from tdpcr import __version__
@@ -19,6 +21,18 @@ from tdpcr.core.commands import Handler
 from tdpcr.core.errors import TdpcrError
 
 EXIT_USER_ERROR = 2
+#: Exit status after SIGTERM (128 + 15), what shells and SLURM report for it.
+EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM as an exception in the main thread: every ``with`` block on the way out runs,
+    so temporary outputs are removed (a BaseException, so no ``except Exception`` eats it)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
 
 #: Modules that add sub-commands, in the order ``tdpcr --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -36,6 +50,13 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _on_sigterm(handler: object) -> object:
+    """Install a SIGTERM handler, returning the previous one (a no-op off the main thread)."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # The trainer installs its own handler for its loop (save last/, then exit 143).
+    previous = _on_sigterm(_raise_terminated)
     try:
         args.handler(args)
     except TdpcrError as err:
@@ -76,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tdpcr: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("tdpcr: terminated by SIGTERM; temporary outputs removed", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        _on_sigterm(previous)
     return 0
 
 

@@ -493,7 +493,7 @@ def test_out_folder_with_other_files_is_refused(
         "--optical", str(optical), "--sar", str(sar),
         "--checkpoint", str(checkpoints["full"]), "--out", str(out),
     )  # fmt: skip
-    assert code == 2 and "holds other files (notes.txt" in err
+    assert code == 2 and "not written by tdpcr" in err
     assert (out / "notes.txt").read_text() == "mine"
 
 

@@ -188,7 +188,8 @@ def test_invalid_arguments_are_refused() -> None:
 def test_write_synthetic_scenes(tmp_path) -> None:
     paths = write_synthetic_scenes(tmp_path / "synth", n_scenes=5, size=64, seed=4)
     assert [p.name for p in paths] == [f"scene{i:02d}" for i in range(5)]
-    assert sorted(p.name for p in (tmp_path / "synth").iterdir()) == [p.name for p in paths]
+    listed = sorted(p.name for p in (tmp_path / "synth").iterdir())
+    assert listed == ["manifest.json", *(p.name for p in paths)]
     covers = []
     for path in paths:
         assert sorted(f.name for f in path.iterdir()) == sorted(f"{p}.tif" for p in PIECES)
@@ -273,7 +274,8 @@ def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
     (tmp_path / "out" / ".scene01.x.tmp").mkdir()
     monkeypatch.setattr(synthetic, "write_geotiff", real)
     write_synthetic_scenes(tmp_path / "out", n_scenes=2, size=48, seed=1)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene00", "scene01"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["manifest.json", "scene00", "scene01"]
 
 
 def test_two_acquisitions_differ_by_a_short_time_gap() -> None:

@@ -43,6 +43,46 @@ class LazyChoices:
         return iter(self._get())
 
 
+def int_arg(minimum: int = 1, multiple_of: int = 1) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` and a multiple of ``multiple_of``.
+
+    Checked while parsing, so a bad size stops in one line before any work is done.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or value % multiple_of:
+            multiple = f", a multiple of {multiple_of}" if multiple_of > 1 else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected an integer >= {minimum}{multiple}"
+            )
+        return value
+
+    return parse
+
+
+def s2_offset_arg(text: str) -> int:
+    """``--s2-offset``: 0, or the 1000 DN of processing baseline >= 04.00; nothing else.
+
+    Any other value would darken (or, negative, brighten) every band without a word.
+    """
+    from tdpcr.core.specs import S2_OFFSETS
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value not in S2_OFFSETS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected {' or '.join(map(str, S2_OFFSETS))} (the DN offset of "
+            "processing baseline >= 04.00)"
+        )
+    return int(value)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> None:
     from tdpcr.core.config import load_config
 

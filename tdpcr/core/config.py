@@ -104,6 +104,56 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     return config
 
 
+#: Python types a value of each JSON-schema type may have after YAML parsing.
+_SCHEMA_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+def coerce_strings(config: dict[str, Any]) -> dict[str, Any]:
+    """Read string values as YAML where the schema expects another type; in place.
+
+    Snakemake hands ``--config train='{gpus_per_job: 4, lr: 3e-4}'`` over as strings
+    (``'4'``, ``'3e-4'``); each becomes the number the schema asks for. A string that does not
+    parse to an allowed type stays a string, for the validator to name.
+    """
+    _coerce(config, schema())
+    return config
+
+
+def _schema_types(node: dict[str, Any]) -> list[str]:
+    types = node.get("type", [])
+    return [types] if isinstance(types, str) else list(types)
+
+
+def _coerce(value: Any, node: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        extra = node.get("additionalProperties")
+        for key, item in value.items():
+            sub = node.get("properties", {}).get(key, extra)
+            if isinstance(sub, dict):
+                value[key] = _coerce(item, sub)
+        return value
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_coerce(item, node["items"]) for item in value]
+    types = _schema_types(node)
+    if not isinstance(value, str) or not types or "string" in types:
+        return value
+    try:
+        parsed = load_yaml(value)
+    except yaml.YAMLError:
+        return value
+    allowed = tuple(t for name in types for t in _SCHEMA_TYPES.get(name, ()))
+    if isinstance(parsed, allowed) and not (isinstance(parsed, bool) and bool not in allowed):
+        return _coerce(parsed, node)
+    return value
+
+
 def describe_error(error: jsonschema.ValidationError) -> str:
     """One line naming the dotted key and what was expected."""
     key = ".".join(str(p) for p in error.absolute_path)

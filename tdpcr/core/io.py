@@ -6,15 +6,21 @@ Every stage writes through these helpers (no heavy imports here).
 from __future__ import annotations
 
 import csv
+import ctypes
+import errno
+import glob
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+from tdpcr.core.errors import TdpcrError
 
 
 @contextmanager
@@ -69,19 +75,141 @@ def write_csv_atomic(
     return Path(path)
 
 
+#: Key that marks a JSON record as written by tdpcr (a tile store's ``zarr.json`` attributes,
+#: a prediction's ``prediction.json``); only folders carrying it are ever replaced.
+OWNER_KEY = "tdpcr_output"
+#: Older tile stores carry only their format version; they were written by tdpcr too.
+LEGACY_OWNER_KEYS = ("tdpcr_store_version",)
+#: Linux renameat2(2) flag: swap two paths in one step.
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def carries_owner_mark(folder: str | os.PathLike[str], record: str) -> bool:
+    """True when ``folder/record`` is JSON that tdpcr wrote (top level or its ``attributes``)."""
+    try:
+        data = json.loads((Path(folder) / record).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    for table in (data, data.get("attributes")):
+        if isinstance(table, dict) and any(k in table for k in (OWNER_KEY, *LEGACY_OWNER_KEYS)):
+            return True
+    return False
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or lies under it (both resolved, so links and ``..`` cannot hide it)."""
+    return a == b or a.is_relative_to(b)
+
+
+def check_output_path(
+    target: str | os.PathLike[str],
+    record: str,
+    *,
+    flag: str = "--out",
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Refuse, before any work, an output that would overwrite something tdpcr did not write.
+
+    ``target`` may be absent, an empty folder, or a folder whose ``record`` carries
+    :data:`OWNER_KEY`; anything else (a file, a user's folder, another dataset) is refused, and
+    so is an output that is, contains or lies inside one of ``inputs``.
+    """
+    target = Path(target)
+    resolved = target.resolve()
+    for source in inputs:
+        source_path = Path(source).resolve()
+        if _inside(resolved, source_path) or _inside(source_path, resolved):
+            raise TdpcrError(
+                f"{flag} {target}: overlaps the input {source}; write the output elsewhere"
+            )
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise TdpcrError(f"{flag} {target}: {parent} is a file, not a folder")
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise TdpcrError(f"{flag} {target}: exists and is not a folder tdpcr wrote; not replaced")
+    if any(target.iterdir()) and not carries_owner_mark(target, record):
+        raise TdpcrError(
+            f"{flag} {target}: exists and was not written by tdpcr (no {OWNER_KEY} in "
+            f"{record}); not replaced, choose a new or empty folder"
+        )
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` atomically (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def replace_folder(new: Path, target: Path) -> Path:
     """Move the finished folder ``new`` to ``target``, replacing a previous one.
 
-    The previous folder is first renamed aside, then removed, so ``target`` is either the old
-    complete folder or the new complete one at every moment a reader could look.
+    Where the system can, the two are swapped in one step, so ``target`` exists at every
+    moment, also while another run replaces it; elsewhere the previous folder is renamed aside
+    first (``target`` is then briefly absent, never half-written).
     """
     new, target = Path(new), Path(target)
+    try:
+        os.rename(new, target)  # no previous folder (or an empty one)
+        return target
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the previous folder
+        return target
     old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
+    os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _temp_prefix(target: Path) -> str:
+    """Hidden temporary names carry host and process, so stale ones can be told from live."""
+    return f".{target.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporaries of ``target`` left by a tdpcr process of this host that has died.
+
+    A SIGKILL leaves them behind; temporaries of live processes (a concurrent run) and of
+    other hosts (a shared file system) are left alone.
+    """
+    removed = []
+    host = socket.gethostname()
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        # .NAME.HOST-PID.RANDOM.tmp; host names may hold dots, mkdtemp's RANDOM never does.
+        owner = path.name[len(target.name) + 2 : -len(".tmp")].rpartition(".")[0]
+        name, _, pid = owner.rpartition("-")
+        if name == host and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @contextmanager
@@ -89,15 +217,35 @@ def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     """A fresh hidden folder beside ``target`` to write into; it becomes ``target`` at the end.
 
     On any error (or interrupt) inside the block the temporary folder is removed and
-    ``target`` is left as it was.
+    ``target`` is left as it was. Stale temporaries of dead runs are swept first.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    sweep_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are meant to be shared
         replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def folder_kept_only_if_used(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create ``folder`` for the block; if the block fails and left it empty, remove it again.
+
+    A run that fails before writing anything (bad store, bad config) then leaves no empty
+    output folder behind. Only an empty folder this block created is ever removed.
+    """
+    folder = Path(folder)
+    existed = folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            with suppress(OSError):
+                folder.rmdir()  # fails, and keeps it, unless it is empty
         raise

@@ -99,6 +99,8 @@ RGB_BANDS: tuple[int, int, int] = (S2_BANDS.index("B4"), S2_BANDS.index("B3"), S
 S2_SCALE = 10_000.0
 #: Processing baseline >= 04.00 adds this offset to L1C DN (LuojiaSET-OSFCR carries it).
 S2_PB04_OFFSET = 1_000
+#: The only DN offsets Sentinel-2 products carry (before / since baseline 04.00).
+S2_OFFSETS: tuple[int, ...] = (0, S2_PB04_OFFSET)
 #: dB clip ranges for S1 normalisation to [0, 1] (DSen2-CR / GLF-CR / CloudSeg convention).
 S1_CLIP_DB: dict[str, tuple[float, float]] = {"VV": (-25.0, 0.0), "VH": (-32.5, 0.0)}
 

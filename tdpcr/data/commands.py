@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tdpcr.core.commands import CommandFactory, LazyChoices
+from tdpcr.core.commands import CommandFactory, LazyChoices, int_arg, s2_offset_arg
 from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError, TdpcrError
 
@@ -31,6 +31,7 @@ def _cmd_tile(args: argparse.Namespace) -> None:
         patch_size=args.patch_size,
         stride=args.stride,
         skip_incomplete=args.skip_incomplete,
+        s2_offset=args.s2_offset,
     )
     summary = tile_source(
         source,
@@ -48,9 +49,10 @@ def _cmd_tile(args: argparse.Namespace) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> None:
     from tdpcr.core.specs import SPLITS
-    from tdpcr.data.store import open_store
+    from tdpcr.data.store import check_readable, open_store
 
     ds = open_store(Path(args.store))
+    checked = check_readable(ds, Path(args.store)) if args.check else None
     splits = {name: int((ds["split"].values == name).sum()) for name in SPLITS}
     info = {
         "store": args.store,
@@ -61,6 +63,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
         "source_layout": ds.attrs["source_layout"],
         "mean_cloud_cover": float(ds["cloud_cover"].mean().values),
     }
+    if checked is not None:
+        info["shards_checked"] = checked
     print(json.dumps(info, indent=2))
 
 
@@ -91,8 +95,10 @@ def register(command: CommandFactory) -> None:
     """Add ``synth``, ``tile``, ``info`` and ``export-patch``."""
     synth = command("synth", _cmd_synth, "write synthetic S1/S2 scenes as GeoTIFF folders")
     synth.add_argument("--out", required=True, help="output folder (one sub-folder per scene)")
-    synth.add_argument("--scenes", type=int, default=16, help="number of scenes")
-    synth.add_argument("--size", type=int, default=512, help="scene side in pixels (10 m)")
+    synth.add_argument("--scenes", type=int_arg(1), default=16, help="number of scenes")
+    synth.add_argument(
+        "--size", type=int_arg(64), default=512, help="scene side in pixels (10 m, >= 64)"
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed")
 
     tile = command("tile", _cmd_tile, "cut a source layout into patches in a Zarr tile store")
@@ -105,9 +111,16 @@ def register(command: CommandFactory) -> None:
     )
     tile.add_argument("--root", required=True, help="folder of the source layout")
     tile.add_argument("--out", required=True, help="tile store to write (STORE.zarr)")
-    tile.add_argument("--patch-size", type=int, default=256, help="patch side (scene sources)")
-    tile.add_argument("--stride", type=int, default=None, help="patch stride (scene sources)")
-    tile.add_argument("--shard-patches", type=int, default=16, help="patches per Zarr shard")
+    tile.add_argument(
+        "--patch-size",
+        type=int_arg(16, multiple_of=16),
+        default=256,
+        help="patch side, a multiple of 16 (scene sources)",
+    )
+    tile.add_argument(
+        "--stride", type=int_arg(1), default=None, help="patch stride (scene sources)"
+    )
+    tile.add_argument("--shard-patches", type=int_arg(1), default=16, help="patches per Zarr shard")
     tile.add_argument("--split-seed", type=int, default=0, help="seed of the spatial split")
     tile.add_argument(
         "--split-method",
@@ -132,11 +145,23 @@ def register(command: CommandFactory) -> None:
         action="store_true",
         help="drop patches missing a required piece (with a warning) instead of failing",
     )
+    tile.add_argument(
+        "--s2-offset",
+        type=s2_offset_arg,
+        default=None,
+        help="DN offset to remove from S2 of scene folders: 1000 for processing baseline "
+        ">= 04.00 scenes, 0 (default) before; patch datasets know their own",
+    )
     tile.add_argument("--workers", type=int, default=2, help="reader threads")
     tile.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = command("info", _cmd_info, "summarise a tile store")
     info.add_argument("store")
+    info.add_argument(
+        "--check",
+        action="store_true",
+        help="read every shard of every pixel variable (finds damaged or truncated ones)",
+    )
 
     realism = command(
         "realism",

@@ -8,6 +8,7 @@ xarray or dask overhead on the hot path.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,7 +113,7 @@ class TileDataset(Dataset):
             return self._cache[index]
         if self._cache_full:
             return None
-        patch = {piece: array[index] for piece, array in self._open().items()}
+        patch = {piece: self._read(piece, arr, index) for piece, arr in self._open().items()}
         size = sum(values.nbytes for values in patch.values())
         if self._cache_bytes + size > self._cache_budget:
             # Full: keep what is cached and add nothing more (access is random, so evicting
@@ -122,6 +123,16 @@ class TileDataset(Dataset):
         self._cache[index] = patch
         self._cache_bytes += size
         return patch
+
+    def _read(self, piece: str, array: zarr.Array, index: int, region: tuple = ()) -> np.ndarray:
+        """``region`` of stored patch ``index`` of ``piece``; damage is named, not a traceback."""
+        try:
+            return array[(index, *region)]
+        except Exception as err:  # zarr and numcodecs raise many types for damaged bytes
+            raise InputDataError(
+                f"{self.store}: variable {piece!r}, patch {index}: unreadable "
+                f"({type(err).__name__}); the store is damaged, re-run `tdpcr tile`"
+            ) from None
 
     def reseed(self, seed: int) -> None:
         """Restart the crop/flip stream (called per loader worker)."""
@@ -152,7 +163,10 @@ class TileDataset(Dataset):
         patch = self._patch(index) if self._cache_budget else None
         for piece, array in arrays.items():
             region = (..., slice(y0, y0 + size), slice(x0, x0 + size))
-            window = array[(index, *region)] if patch is None else patch[piece][region]
+            if patch is None:
+                window = self._read(piece, array, index, region)
+            else:
+                window = patch[piece][region]
             if flip_y:
                 window = window[..., ::-1, :]
             if flip_x:
@@ -212,6 +226,14 @@ def _to_tensor(piece: str, values: np.ndarray) -> torch.Tensor:
 
 
 def _seed_worker(worker_id: int) -> None:
+    """Reseed the worker's augmentations; leave SIGTERM to the main process.
+
+    ``scancel``, SLURM preemption and ``timeout`` signal the whole process group: a worker
+    killed by it would make the loader raise before the trainer saved ``last/``. Ignored
+    here (torch already ignores SIGINT in workers), the main process saves and exits, and
+    the loader then stops its workers itself.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     if info is not None:
         info.dataset.reseed(torch.initial_seed() % 2**32)

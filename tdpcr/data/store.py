@@ -25,11 +25,13 @@ are attributes. Every pixel variable has one chunk per patch, grouped into shard
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
 from rasterio.transform import Affine
 
 from tdpcr.core.errors import InputDataError
@@ -37,6 +39,9 @@ from tdpcr.core.specs import PIECES
 from tdpcr.data.rasters import write_geotiff
 
 STORE_FORMAT_VERSION = 2
+#: Attribute of stores whose every shard was written, all-fill ones included (zarr skips
+#: those by default, so only then is a missing shard proof of damage, not of empty data).
+EVERY_CHUNK_ATTR = "every_chunk_written"
 PATCH_VARIABLES: tuple[str, ...] = (
     "split",
     "group",
@@ -72,6 +77,7 @@ def open_store(path: Path) -> xr.Dataset:
     except Exception as err:  # zarr raises a zoo of types for a broken store
         raise InputDataError(f"{path}: not a readable Zarr store ({err})") from None
     check_store(ds, path)
+    check_complete(ds, path)
     return ds
 
 
@@ -99,6 +105,72 @@ def check_store(ds: xr.Dataset, path: Path | str = "store") -> None:
                 f"{path}: variable {name!r} is {ds[name].dims} {ds[name].dtype}, "
                 f"expected {spec.dims} {spec.dtype}"
             )
+
+
+def pixel_variables(ds: xr.Dataset) -> list[str]:
+    """The store's per-patch pixel variables (one chunk per patch, grouped into shards)."""
+    return [name for name in PIECES if name in ds]
+
+
+def _shard_patches(path: Path, variable: str) -> int:
+    """Patches per shard of ``variable``, from its Zarr metadata."""
+    meta = json.loads((path / variable / "zarr.json").read_text())
+    return int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
+
+
+def _shard_file(path: Path, variable: str, shard: int, ndim: int) -> Path:
+    # Zarr v3 default chunk-key encoding: c/<i>/<j>/...; one shard spans every inner axis.
+    return path / variable / "c" / str(shard) / Path(*["0"] * (ndim - 1))
+
+
+def _patch_range(ds: xr.Dataset, start: int, size: int) -> str:
+    ids = ds["patch"].values
+    stop = min(start + size, len(ids)) - 1
+    return f"patches {start}..{stop} ({ids[start]} ...)"
+
+
+def check_complete(ds: xr.Dataset, path: Path | str) -> None:
+    """Every shard of every pixel variable exists (one stat per shard, cheap on open).
+
+    A deleted shard would otherwise read back as fill values, zeros that pass as real data.
+    Stores from before :data:`EVERY_CHUNK_ATTR` may lack all-fill shards, so they are not
+    checked.
+    """
+    path = Path(path)
+    if not ds.attrs.get(EVERY_CHUNK_ATTR):
+        return
+    patches = int(ds.sizes["patch"])
+    for name in pixel_variables(ds):
+        size = _shard_patches(path, name)
+        for shard in range(-(-patches // size)):
+            if not _shard_file(path, name, shard, ds[name].ndim).is_file():
+                raise InputDataError(
+                    f"{path}: variable {name!r}, {_patch_range(ds, shard * size, size)}: "
+                    "shard file missing; the store is damaged, re-run `tdpcr tile`"
+                )
+
+
+def check_readable(ds: xr.Dataset, path: Path | str) -> int:
+    """Read every shard of every pixel variable; return the number of shards read.
+
+    Raises:
+        InputDataError: naming the store, variable and patches of the first unreadable shard.
+    """
+    path = Path(path)
+    group = zarr.open_group(path, mode="r")
+    patches, shards = int(ds.sizes["patch"]), 0
+    for name in pixel_variables(ds):
+        array, size = group[name], _shard_patches(path, name)
+        for start in range(0, patches, size):
+            try:
+                array[start : start + size]
+            except Exception as err:  # zarr and numcodecs raise many types for damaged bytes
+                raise InputDataError(
+                    f"{path}: variable {name!r}, {_patch_range(ds, start, size)}: unreadable "
+                    f"({type(err).__name__}); the store is damaged, re-run `tdpcr tile`"
+                ) from None
+            shards += 1
+    return shards
 
 
 def patch_transform(ds: xr.Dataset, index: int) -> Affine:

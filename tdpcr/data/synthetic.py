@@ -52,7 +52,7 @@ from rasterio.transform import Affine
 from scipy.ndimage import uniform_filter
 from tqdm import tqdm
 
-from tdpcr.core.io import atomic_folder
+from tdpcr.core.io import atomic_folder, write_json_atomic
 from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
@@ -70,6 +70,7 @@ from tdpcr.data.clouds import (
     single_torch_thread,
 )
 from tdpcr.data.rasters import write_geotiff
+from tdpcr.data.sources.scenes import MANIFEST as SCENES_MANIFEST
 
 TREE, SHRUB, GRASS, CROP, BUILT, WATER, BARE = (
     CLASS_NAMES.index(name)
@@ -1337,4 +1338,11 @@ def write_synthetic_scenes(out_dir: Path, n_scenes: int, size: int, seed: int) -
                 tmp / "s2_cloudy.tif", scene["s2_cloudy"], band_descriptions=S2_BANDS, **geo
             )
         written.append(final)
+    # What this run wrote: `tile` reads these scenes only, never leftovers of an earlier run
+    # with more scenes or another seed.
+    write_json_atomic(
+        out_dir / SCENES_MANIFEST,
+        {"generator": "tdpcr.data.synthetic", "scenes": [p.name for p in written],
+         "size": size, "seed": seed},
+    )  # fmt: skip
     return written

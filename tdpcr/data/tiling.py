@@ -34,7 +34,7 @@ from zarr.codecs import BloscCodec
 from tdpcr import __version__
 from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError
-from tdpcr.core.io import atomic_folder
+from tdpcr.core.io import OWNER_KEY, atomic_folder, check_output_path
 from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
@@ -58,7 +58,7 @@ from tdpcr.data.split import (
     read_split_file,
     spatial_split,
 )
-from tdpcr.data.store import STORE_FORMAT_VERSION
+from tdpcr.data.store import EVERY_CHUNK_ATTR, STORE_FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def tile_source(
 
     Args:
         source: a reader from :func:`tdpcr.data.sources.make_source`.
-        out: the ``.zarr`` folder to create (replaced if it exists, only once complete).
+        out: the ``.zarr`` folder to create; an existing one is replaced (once the new one is
+            complete) only if tdpcr wrote it, and it may not overlap the source.
         shard_patches: patches per shard (one file per shard and variable).
         split_seed: seed of the spatial split.
         split_from: reuse the split of an existing store or ``patch_id,split`` CSV.
@@ -118,6 +119,7 @@ def tile_source(
     """
     started = time.perf_counter()
     out = Path(out)
+    check_output_path(out, "zarr.json", inputs=_inputs_of(source, split_from))
     refs = source.patches()
     if not refs:
         raise InputDataError(f"{source.root}: no patches found")
@@ -134,6 +136,7 @@ def tile_source(
         metadata = _write_pixels(
             tmp, source, refs, pieces, patch_size, shard_patches, workers, progress
         )
+        check_groups_have_data(metadata, Path(source.root))
         splits = _splits(source, metadata, split_from, split_method, split_fractions, split_seed)
         _write_patch_variables(tmp, metadata, splits)
         # Attributes last: appending variables resets them, and a store without them is
@@ -163,6 +166,11 @@ def tile_source(
         input_megabytes=round(sum(m["input_bytes"] for m in metadata) / 1e6, 3),
         store_megabytes=round(_folder_bytes(out) / 1e6, 3),
     )
+
+
+def _inputs_of(source: Source, split_from: Path | None) -> list[Path]:
+    """What the tiling reads: the output may neither replace nor sit inside any of it."""
+    return [Path(source.root)] + ([Path(split_from)] if split_from is not None else [])
 
 
 def _splits(
@@ -258,6 +266,8 @@ def _store_attrs(source: Source, pieces: list[str], patch_size: int) -> dict:
             f"{DERIVED_CLOUD_THRESHOLD} brighter in s2_cloudy than in s2_clear"
         )
     return {
+        OWNER_KEY: "tile store",  # the mark that lets a later run replace this store
+        EVERY_CHUNK_ATTR: True,
         "tdpcr_store_version": STORE_FORMAT_VERSION,
         "tdpcr_version": __version__,
         "source_layout": source.name,
@@ -315,7 +325,10 @@ def _write_pixels(
                 stacked[i] = _piece_or_fill(patch, piece, group[i], stacked.shape[1:])
             arrays[piece] = (spec.dims, stacked)
         region = {"patch": slice(start, start + len(group))}
-        xr.Dataset(arrays).to_zarr(tmp, region=region, zarr_format=3, consolidated=False)
+        # Every shard is stored, all-fill ones too, so a missing one is damage (check_complete).
+        xr.Dataset(arrays).to_zarr(
+            tmp, region=region, zarr_format=3, consolidated=False, write_empty_chunks=True
+        )
         for ref, patch in zip(group, patches, strict=True):
             metadata.append(_patch_metadata(ref, patch))
         bar.update(len(group))
@@ -348,7 +361,22 @@ def _patch_metadata(ref: PatchRef, patch: PatchData) -> dict:
         "transform": patch.grid.transform.to_gdal(),
         "s1_shift_m": patch.s1_shift_m,
         "input_bytes": sum(a.nbytes for a in arrays.values()),
+        # S2 all 0 (the store's nodata) in every optical piece: nothing here to learn from.
+        "empty": all(not arrays[p].any() for p in ("s2_cloudy", "s2_clear") if p in arrays),
     }
+
+
+def check_groups_have_data(metadata: list[dict], root: Path) -> None:
+    """Refuse a spatial group (a scene) whose every patch is nodata: it would enter a split."""
+    empty: dict[str, bool] = {}
+    for m in metadata:
+        empty[m["group"]] = empty.get(m["group"], True) and m["empty"]
+    bad = [group for group, is_empty in empty.items() if is_empty]
+    if bad:
+        raise InputDataError(
+            f"{root}: {bad[0]} is entirely nodata (every Sentinel-2 pixel 0); remove it from "
+            "the source"
+        )
 
 
 def estimate_cloud_cover(arrays: dict[str, np.ndarray]) -> float:

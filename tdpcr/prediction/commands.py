@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tdpcr.core.commands import CommandFactory
+from tdpcr.core.commands import CommandFactory, s2_offset_arg
 from tdpcr.core.specs import S1_UNITS
 
 
@@ -181,9 +181,10 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     parser.add_argument(
         "--s2-offset",
-        type=float,
+        type=s2_offset_arg,
         default=None,
-        help="DN offset to remove from every S2 band, overriding the product's metadata "
+        help="DN offset to remove from every S2 band (0 or 1000), overriding the product's "
+        "metadata "
         "(RADIO_ADD_OFFSET / BOA_ADD_OFFSET, STAC raster offset; none for a plain GeoTIFF)",
     )
     parser.add_argument(

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from tdpcr.core.checkpoint import load_checkpoint, trained_input_bands
 from tdpcr.core.errors import InputDataError, TdpcrError
-from tdpcr.core.io import atomic_folder
+from tdpcr.core.io import OWNER_KEY, atomic_folder
 from tdpcr.core.runtime import (
     available_cpus,
     reuse_freed_cpu_memory,
@@ -299,7 +299,7 @@ def predict_scene(
             "prompt generator (TDP-CR with PGF local or both only)"
         )
     t0 = time.perf_counter()
-    check_out(out)
+    check_out(out, (optical, sar))
     with (
         open_inputs(
             optical,
@@ -323,7 +323,8 @@ def predict_scene(
         result.out_dir = str(out)
         result.seconds = round(time.perf_counter() - t0, 3)
         result.pixels_per_second = round(result.height * result.width / result.seconds, 1)
-        (tmp / "prediction.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        record = {OWNER_KEY: "prediction", **asdict(result)}  # marks the folder as ours
+        (tmp / "prediction.json").write_text(json.dumps(record, indent=2) + "\n")
         write_item(tmp, inputs, predictor, options, result)
     return result
 

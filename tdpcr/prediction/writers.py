@@ -22,7 +22,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from tdpcr.core.errors import TdpcrError
+from tdpcr.core.io import check_output_path
 from tdpcr.core.specs import (
     CLASS_NAMES,
     IGNORE_INDEX,
@@ -33,15 +33,6 @@ from tdpcr.core.specs import (
 )
 from tdpcr.data.rasters import Grid
 
-#: Every file a prediction folder may hold; an existing --out with anything else is refused.
-OUTPUT_FILES: tuple[str, ...] = (
-    "cloudfree.tif",
-    "landcover.tif",
-    "quality.tif",
-    "prompt.tif",
-    "prediction.json",
-    "item.json",
-)
 #: GDAL band scale of ``cloudfree.tif``: reflectance = DN x scale + offset.
 REFLECTANCE_SCALE = 1.0 / S2_SCALE
 REFLECTANCE_OFFSET = 0.0
@@ -92,20 +83,11 @@ def convert_to_cog(raw: Path, final: Path, *, resampling: str, threads: int = 1)
     return final
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that is not a folder or holds files a prediction does not write."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise TdpcrError(f"--out {out}: exists and is not a folder")
-    foreign = sorted(
-        p.name for p in out.iterdir() if p.name not in OUTPUT_FILES and p.suffix != ".xml"
-    )
-    if foreign:
-        raise TdpcrError(
-            f"--out {out}: exists and holds other files ({foreign[0]}, ...); choose a new "
-            "or empty folder"
-        )
+def check_out(out: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an ``--out`` tdpcr did not write (no marked ``prediction.json``) or that overlaps
+    an input; files named like our outputs are no proof, a user's ``landcover.tif`` is not ours.
+    """
+    check_output_path(out, "prediction.json", inputs=inputs)
 
 
 class SceneWriter:

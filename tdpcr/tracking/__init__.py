@@ -22,6 +22,7 @@ depends on a process-global active run.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -88,17 +89,36 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
-def init_store(uri: str) -> str:
-    """Create the tracking store (and its schema) once, before parallel jobs use it.
+@contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive file lock beside a local SQLite store (a no-op for servers).
 
-    Several processes opening a brand-new SQLite store race on its schema migration; the
-    workflow calls this in a single first rule.
+    Processes opening a brand-new SQLite store race on its schema creation (7 of 8 parallel
+    ``tdpcr train`` runs crashed); under the lock the first one creates it, the others wait
+    and then find it.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def init_store(uri: str) -> str:
+    """Create the tracking store (and its schema) if absent; safe from parallel processes.
+
+    The workflow still calls it in a single first rule, so jobs never wait on the lock.
     """
     from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    with _first_use_lock(uri):
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
 
 
@@ -139,8 +159,10 @@ class Tracker:
             os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=uri)
-            self._experiment_id = self._experiment(experiment)
+            with _first_use_lock(uri):  # a brand-new store: schema and experiment, once
+                self._client = MlflowClient(tracking_uri=uri)
+                self._client.search_experiments(max_results=1)
+                self._experiment_id = self._experiment(experiment)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], enabled: bool = True) -> Tracker:

@@ -27,8 +27,18 @@ def reconstruction_loss(
 def segmentation_loss(
     logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.1
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy with label smoothing; label 255 is ignored."""
-    loss = F.cross_entropy(
-        logits.float(), labels, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing
+    """Cross-entropy with label smoothing; label 255 is ignored.
+
+    The mean over labelled pixels, as ``F.cross_entropy`` computes it, except that a batch
+    with no labelled pixel (patches without land cover exist in real stores) gives 0, not
+    the 0 / 0 = NaN of a plain mean, so it teaches nothing instead of stopping training.
+    """
+    summed = F.cross_entropy(
+        logits.float(),
+        labels,
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+        reduction="sum",
     )
+    loss = summed / (labels != IGNORE_INDEX).sum().clamp(min=1)
     return loss, {"ce": float(loss.detach())}

@@ -45,7 +45,8 @@ from tdpcr.core.checkpoint import (
     save_checkpoint,
     weights_digest,
 )
-from tdpcr.core.errors import ConfigError, InputDataError
+from tdpcr.core.errors import ConfigError, InputDataError, TdpcrError
+from tdpcr.core.io import folder_kept_only_if_used
 from tdpcr.core.metrics import ReconstructionMeter, SegmentationMeter
 from tdpcr.core.runtime import Runtime, autocast, setup_runtime
 from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
@@ -67,6 +68,10 @@ class Interrupted(SystemExit):
     def __init__(self, step: int, folder: Path) -> None:
         super().__init__(EXIT_INTERRUPTED)
         self.step, self.folder = step, folder
+
+
+class Diverged(TdpcrError):
+    """The loss became NaN or infinite: the settings, not the code, need a change."""
 
 
 def config_hash(config: dict, variant: Variant) -> str:
@@ -487,13 +492,26 @@ class _Run:
                     if step >= self.total_steps:
                         break
 
+    def diverged(self, value: float, step: int) -> Diverged:
+        """The one-line report of a diverged run; ``last/`` is never overwritten by it."""
+        kept = (
+            f"the last good checkpoint {self.last_dir} is kept"
+            if (self.last_dir / "meta.json").exists()
+            else "no checkpoint was saved yet"
+        )
+        return Diverged(
+            f"{self.variant.name}: training diverged (loss {value}) at step {step}; lower "
+            f"train.lr (now {float(self.train['lr']):g}) or check the store for bad values; "
+            f"{kept}"
+        )
+
     def step(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         """One optimizer step on ``batch``."""
         with autocast(self.runtime.cuda):
             out = forward(self.model, self.variant, batch)
         loss, parts = compute_loss(self.variant, out, batch, self.train)
         if not torch.isfinite(loss):
-            raise RuntimeError(f"{self.variant.name}: loss became {float(loss)} at step {step}")
+            raise self.diverged(float(loss.detach()), step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -525,10 +543,24 @@ def train_variant(
         tracker: a :class:`tdpcr.tracking.Tracker` (or None for no tracking).
     """
     variant = get_variant(variant_name)
+    with folder_kept_only_if_used(out_dir) as out:
+        return _train(config, variant, Path(store), out, init_dir, threads, progress,
+                      force_cpu, tracker)  # fmt: skip
+
+
+def _train(
+    config: dict,
+    variant: Variant,
+    store: Path,
+    out_dir: Path,
+    init_dir: Path | None,
+    threads: int,
+    progress: bool,
+    force_cpu: bool,
+    tracker: Any | None,
+) -> dict[str, float]:
     train = config["train"]
     runtime = setup_runtime(threads, force_cpu=force_cpu)
-    out_dir, store = Path(out_dir), Path(store)
-    out_dir.mkdir(parents=True, exist_ok=True)
     total_steps = step_budget(variant, train["steps"])
     digest = config_hash(config, variant)
 

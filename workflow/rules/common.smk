@@ -5,16 +5,17 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from tdpcr.core.config import validate_config
+from tdpcr.core.config import coerce_strings, validate_config
 from tdpcr.core.errors import ConfigError
 from tdpcr.tracking import resolve_uri
 from tdpcr.training.variants import VARIANTS
 
 # The schema ships inside the package and carries every default: tdpcr's validator fills them
 # in (the same one `tdpcr` commands use), so rules read config[...] and keep no defaults of
-# their own; a bad key stops the workflow with one line naming it.
+# their own; a bad key stops the workflow with one line naming it. Values given with
+# `--config` arrive as strings ('4'); the schema's types say what they are.
 try:
-    validate_config(config, "config")
+    validate_config(coerce_strings(config), "config")
 except ConfigError as err:
     sys.exit(f"tdpcr: error: {err}")
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")

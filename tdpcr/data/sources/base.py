@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 from rasterio.windows import Window
 
-from tdpcr.core.errors import InputDataError
+from tdpcr.core.errors import ConfigError, InputDataError
 from tdpcr.core.specs import (
     CLOUDMASK_UNKNOWN,
     CORRUPTED_VALUES,
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MASK_VALUES: tuple[int, ...] = (0, *CORRUPTED_VALUES, CLOUDMASK_UNKNOWN)
 #: Largest tolerated misregistration between pieces, in reference pixels.
 MAX_SUBPIXEL_SHIFT = 1.0
+#: Largest S2 value of a float file still read as reflectance 0..1 (refused: DN expected).
+S2_REFLECTANCE_MAX = 1.5
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Source:
     #: How the source makes cloud masks it has no files for (None: masks, if any, are files);
     #: recorded in the tile store's ``cloud_mask_method`` attribute.
     cloudmask_method: str | None = None
+    #: Whether the user says the S2 DN offset (scene folders); patch datasets know theirs.
+    takes_s2_offset: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -101,8 +105,15 @@ class Source:
         patch_size: int = 256,
         stride: int | None = None,
         skip_incomplete: bool = False,
+        s2_offset: int | None = None,
     ) -> None:
         self.root = Path(root)
+        if s2_offset is not None and not self.takes_s2_offset:
+            raise ConfigError(
+                f"--s2-offset: the {self.name} layout knows its own offset; only scene "
+                "folders (scenes, synthetic) take one"
+            )
+        self.s2_offset = s2_offset or 0
         self.patch_size = patch_size
         self.stride = stride or patch_size
         self.skip_incomplete = skip_incomplete
@@ -175,10 +186,12 @@ def read_patch(ref: PatchRef) -> PatchData:
                     f"{path}: expected {what} in band(s) {indexes}, file has {data.shape[0]}"
                 )
             data = data[[i - 1 for i in indexes]]
+        check_contract(piece, data, path)
         arrays[piece] = _to_store_dtype(piece, data, path, ref.s2_offset)
         grids[piece] = grid
 
     reference = grids[reference_piece]
+    _check_crs(ref, grids, reference_piece)
     s1_shift = (0.0, 0.0)
     for piece, grid in grids.items():
         path = ref.files[piece]
@@ -208,6 +221,50 @@ def read_patch(ref: PatchRef) -> PatchData:
         if piece in arrays:
             arrays[piece] = arrays[piece][0]
     return PatchData(ref.patch_id, arrays, reference, s1_shift, ref.cloud_bin)
+
+
+def check_contract(piece: str, data: np.ndarray, path: Path) -> None:
+    """Refuse S2 that is not DN and S1 that is not dB, before they are rounded into the store.
+
+    Float reflectance 0..1 would round to DN 0 or 1 and uint8 has no room for DN; S1 with no
+    negative value and a median below 1 is linear power (dB backscatter is mostly negative).
+    """
+    if piece in OPTICAL_PIECES:
+        if data.dtype.kind not in "uif" or (data.dtype.kind in "iu" and data.dtype.itemsize < 2):
+            raise InputDataError(
+                f"{path}: Sentinel-2 is {data.dtype}; expected uint16 DN (reflectance x 1e4)"
+            )
+        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+        top = float(finite.max(initial=0))
+        if data.dtype.kind == "f" and 0 < top <= S2_REFLECTANCE_MAX:
+            raise InputDataError(
+                f"{path}: Sentinel-2 values are 0..{top:.3g}, reflectance, not DN; expected "
+                "uint16 DN (reflectance x 1e4): multiply by 10000"
+            )
+    elif piece == "s1":
+        values = data[np.isfinite(data) & (data != 0)]
+        if values.size and not (values < 0).any() and float(np.median(values)) < 1.0:
+            raise InputDataError(
+                f"{path}: Sentinel-1 has no negative value (median {float(np.median(values)):.3g}"
+                "), linear power, not dB; expected dB: convert with 10 * log10(power)"
+            )
+
+
+def _check_crs(ref: PatchRef, grids: dict[str, Grid], reference_piece: str) -> None:
+    """S2 and S1 must carry one CRS: without it, or across UTM zones, nothing co-registers."""
+    reference = grids[reference_piece]
+    for piece in (*OPTICAL_PIECES, "s1"):
+        grid = grids.get(piece)
+        if grid is None:
+            continue
+        if grid.crs is None:
+            raise InputDataError(f"{ref.files[piece]}: no CRS; expected a georeferenced raster")
+        if grid.crs != reference.crs:
+            raise InputDataError(
+                f"{ref.files[piece]}: CRS {grid.crs.to_string()} differs from "
+                f"{ref.files[reference_piece].name} ({reference.crs.to_string()}); reproject "
+                "both to one grid"
+            )
 
 
 def _cloudmask_values(data: np.ndarray) -> np.ndarray:

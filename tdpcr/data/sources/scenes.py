@@ -15,6 +15,7 @@ patch is full size. Patch ids are ``<scene>_r<row>_c<col>``; a scene is one spat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from tdpcr.data.rasters import read_grid
 from tdpcr.data.sources.base import PatchRef, Source
 
 REQUIRED_PIECES = ("s2_cloudy", "s1")
+#: Written by ``tdpcr synth`` beside its scene folders: the scenes of its latest run.
+MANIFEST = "manifest.json"
 
 
 def grid_offsets(length: int, patch_size: int, stride: int) -> list[int]:
@@ -46,11 +49,12 @@ class SceneSource(Source):
     """Folders of full-scene GeoTIFFs cut into patches on a regular grid."""
 
     name = "scenes"
+    takes_s2_offset = True
 
     def __init__(self, root: Path, **options: Any) -> None:
         super().__init__(root, **options)
         patch_size, skip_incomplete = self.patch_size, self.skip_incomplete
-        scene_dirs = sorted(p for p in self.root.iterdir() if (p / "s2_cloudy.tif").exists())
+        scene_dirs = self.scene_dirs()
         if not scene_dirs:
             raise InputDataError(
                 f"{self.root}: no scene folders found; expected <scene>/s2_cloudy.tif, "
@@ -87,12 +91,33 @@ class SceneSource(Source):
                             files=files,
                             window=Window(col, row, patch_size, patch_size),
                             group=scene_dir.name,
+                            s2_offset=self.s2_offset,
                         )
                     )
         self._set_patches(refs)
+
+    def scene_dirs(self) -> list[Path]:
+        """Every sub-folder holding an ``s2_cloudy.tif``."""
+        return sorted(p for p in self.root.iterdir() if (p / "s2_cloudy.tif").exists())
 
 
 class SyntheticSource(SceneSource):
     """The embedded default: scenes written by ``tdpcr synth`` (same layout as user scenes)."""
 
     name = "synthetic"
+
+    def scene_dirs(self) -> list[Path]:
+        """The scenes ``tdpcr synth`` lists in its manifest (all scene folders without one)."""
+        manifest = self.root / MANIFEST
+        if not manifest.is_file():
+            return super().scene_dirs()
+        try:
+            names = json.loads(manifest.read_text())["scenes"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputDataError(
+                f"{manifest}: unreadable; expected the JSON `tdpcr synth` writes"
+            ) from None
+        missing = [n for n in names if not (self.root / n / "s2_cloudy.tif").is_file()]
+        if missing:
+            raise InputDataError(f"{self.root / missing[0]}: listed in {MANIFEST}, not found")
+        return [self.root / n for n in names]
