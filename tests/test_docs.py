@@ -79,3 +79,11 @@ def test_config_readme_explains_every_top_level_and_train_key() -> None:
     for section in ("synthetic", "tiling", "train", "tracking", "bench"):
         for key in config[section]:
             assert f"`{section}.{key}" in text, f"{section}.{key} undocumented"
+
+
+def test_readme_figures_exist() -> None:
+    """Every image the README shows is in the repository."""
+    readme = (REPO / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images
+    assert [i for i in images if not (REPO / i).is_file()] == []
