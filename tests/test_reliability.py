@@ -182,6 +182,87 @@ def test_predict_replaces_its_own_output_and_marks_it(
     assert hidden_leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda a: (a / 1e4).astype(np.float32), "multiply by 10000"),
+        (lambda a: (a // 256).astype(np.uint8), "uint8"),
+    ],
+    ids=["s2-reflectance", "s2-uint8"],
+)
+def test_predict_refuses_s2_off_the_contract_before_any_work(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys, make, expected: str
+) -> None:
+    rng = np.random.default_rng(0)
+    s2 = make(rng.integers(300, 4000, (13, 40, 40)).astype(np.uint16))
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40, s2=s2)
+    out = tmp_path / "pred"
+    code, err = predict(capsys, optical, sar, checkpoints["full"], out)
+    one_line_refusal(code, err, str(optical), expected)
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    """A valid RGB PNG (what a screenshot saved as ``.tif`` is)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x80" * width * 3 for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+NOT_A_GEOTIFF = {
+    "png": (lambda: png_bytes(40, 40), "a PNG file, not a GeoTIFF"),
+    "text": (lambda: b"hello\n", "not recognized"),
+}
+
+
+def cli_subprocess(*args: object) -> tuple[int, str]:
+    """``tdpcr ARGS`` in a fresh interpreter: the real stderr, GDAL and Python warnings too."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tdpcr.cli", *map(str, args)], capture_output=True, text=True
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_A_GEOTIFF))
+def test_tile_refuses_a_file_named_tif_that_is_not_a_geotiff(tmp_path: Path, kind: str) -> None:
+    make, expected = NOT_A_GEOTIFF[kind]
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    path = root / "scene0" / "s2_cloudy.tif"
+    path.write_bytes(make())
+    out = tmp_path / "t.zarr"
+    code, err = cli_subprocess(
+        "tile", "--source", "scenes", "--root", root, "--out", out, "--quiet", "--patch-size", "32"
+    )
+    one_line_refusal(code, err, str(path), expected)
+    assert not out.exists() and hidden_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_A_GEOTIFF))
+def test_predict_refuses_a_file_named_tif_that_is_not_a_geotiff(
+    tmp_path: Path, checkpoints: dict[str, Path], kind: str
+) -> None:
+    make, expected = NOT_A_GEOTIFF[kind]
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    optical.write_bytes(make())
+    out = tmp_path / "pred"
+    code, err = cli_subprocess(
+        "predict", "--optical", optical, "--sar", sar, "--checkpoint", checkpoints["full"],
+        "--out", out, "--window", "32", "--overlap", "8",
+    )  # fmt: skip
+    one_line_refusal(code, err, str(optical), expected)
+    assert not out.exists()
+
+
 def test_replacing_a_folder_never_leaves_a_moment_without_it(tmp_path: Path) -> None:
     target = tmp_path / "out"
     with atomic_folder(target) as tmp:

@@ -6,15 +6,20 @@ offending path and says what was expected, so the command line can print it as o
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -44,13 +49,45 @@ class Grid:
         )
 
 
+#: GDAL drivers of a GeoTIFF file (a COG opens as GTiff; the COG driver only writes).
+GEOTIFF_DRIVERS = ("GTiff", "COG")
+
+
+@contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """Silence GDAL's own messages and rasterio's NotGeoreferencedWarning while opening.
+
+    What they say (no geotransform, an unrecognised format, a missing band) is checked and
+    reported by the caller in one line naming the file; left on, they are a second line.
+    """
+    gdal_log = logging.getLogger("rasterio._env")
+    level = gdal_log.level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            gdal_log.setLevel(logging.CRITICAL)
+            yield
+    finally:
+        gdal_log.setLevel(level)
+
+
+def require_geotiff(src: Any, path: Path | str) -> None:
+    """Refuse a raster GDAL opened with another driver (a PNG or JPEG named ``.tif``)."""
+    if src.driver not in GEOTIFF_DRIVERS:
+        src.close()
+        raise InputDataError(f"{path}: a {src.driver} file, not a GeoTIFF; expected a GeoTIFF")
+
+
 def _open(path: Path):
     if not Path(path).is_file():
         raise InputDataError(f"{path}: file not found")
     try:
-        return rasterio.open(path)
+        with quiet_gdal():
+            src = rasterio.open(path)
     except RasterioError as err:
         raise InputDataError(f"{path}: not a readable GeoTIFF ({_first_line(err)})") from None
+    require_geotiff(src, path)
+    return src
 
 
 def _first_line(err: BaseException) -> str:

@@ -43,6 +43,7 @@ from tdpcr.core.errors import InputDataError, TdpcrError
 from tdpcr.core.specs import S1_BANDS, S1_UNITS, S2_BANDS, S2_LEVEL
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.rasters import Grid
+from tdpcr.data.sources.base import check_s2_dn
 from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical, open_sar
 
 log = logging.getLogger(__name__)
@@ -269,21 +270,25 @@ def decide_s1_units(values: np.ndarray, requested: str, declared: str | None, pa
     )
 
 
-def _s1_sample(reader: StackReader, grid: Grid, nodata: float | None) -> np.ndarray:
-    """Valid S1 values of up to UNITS_SAMPLE_WINDOWS^2 small windows spread over the scene.
+def _sample(reader: StackReader, grid: Grid) -> np.ndarray:
+    """Values (in the file's dtype) of up to UNITS_SAMPLE_WINDOWS^2 small windows spread over
+    the scene, flattened.
 
     Small windows, not a decimated read of the whole scene: through a warped VRT the latter
     would resample all of S1 once just to look at it.
     """
     side = UNITS_SAMPLE_SIDE
-    rows = _spread(grid.height, side)
-    cols = _spread(grid.width, side)
     parts = []
-    for row in rows:
-        for col in cols:
+    for row in _spread(grid.height, side):
+        for col in _spread(grid.width, side):
             window = Window(col, row, min(side, grid.width - col), min(side, grid.height - row))
-            parts.append(reader.read(window).astype("float32").ravel())
-    data = np.concatenate(parts)
+            parts.append(reader.read(window).ravel())
+    return np.concatenate(parts)
+
+
+def _s1_sample(reader: StackReader, grid: Grid, nodata: float | None) -> np.ndarray:
+    """Valid S1 values of the sample windows (see :func:`_sample`), float32."""
+    data = _sample(reader, grid).astype("float32", copy=False)
     valid = np.isfinite(data)
     if nodata is not None and not math.isnan(nodata):
         valid &= data != np.float32(nodata)
@@ -352,6 +357,9 @@ def open_inputs(
                 f"bounds {tuple(round(v, 1) for v in s2b)} in {grid.crs.to_string()})"
             )
         s2_reader, offsets = _s2_reader(s2_product, bands, window, s2_offset)
+        # Before any work: float reflectance or uint8 would give an image (exit 0) from
+        # values the model never saw; the same rule as ``tdpcr tile`` (sampled here).
+        check_s2_dn(_sample(s2_reader, grid), optical)
         s1_reader, reprojected, s1_nodata = _s1_reader(s1_product, grid, full, window, stack)
         if reprojected:
             log.warning(

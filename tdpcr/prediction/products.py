@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 import zipfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,12 +37,12 @@ from typing import Any
 
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import S1_BANDS, S2_BANDS, S2_LEVEL_BANDS, S2_PB04_OFFSET, s2_band_name
-from tdpcr.data.rasters import Grid
+from tdpcr.data.rasters import Grid, quiet_gdal, require_geotiff
 
 log = logging.getLogger(__name__)
 
@@ -148,22 +147,21 @@ def _zip_is_s1(path: Path) -> bool:
 
 
 def _open(path: str, what: str, where: Path | str) -> Any:
-    gdal_log = logging.getLogger("rasterio._env")
-    level = gdal_log.level
     try:
-        with warnings.catch_warnings():
-            # The SENTINEL2 container has no geotransform (its subdatasets have); files without
-            # georeferencing are refused later in one line naming them.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            # GDAL's own warnings (e.g. "B8A.jp2 not found ... Skipping it") would be a second
-            # line beside ours: what they say is checked and reported here instead.
-            gdal_log.setLevel(logging.ERROR)
+        # The SENTINEL2 container has no geotransform (its subdatasets have), and GDAL's own
+        # warnings (e.g. "B8A.jp2 not found ... Skipping it") would be a second line beside
+        # ours: files without georeferencing and missing bands are refused later, naming them.
+        with quiet_gdal():
             return rasterio.open(path)
     except (RasterioError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputDataError(f"{where}: cannot open {what} ({first})") from None
-    finally:
-        gdal_log.setLevel(level)
+
+
+def _open_geotiff(path: Path, stack: ExitStack) -> Any:
+    src = stack.enter_context(_open(str(path), "a GeoTIFF", path))
+    require_geotiff(src, path)
+    return src
 
 
 def _grid(src: Any) -> Grid:
@@ -224,7 +222,7 @@ def open_optical(path: Path, stack: ExitStack) -> Product:
 
 
 def _open_geotiff_s2(path: Path, stack: ExitStack) -> Product:
-    src = stack.enter_context(_open(str(path), "a GeoTIFF", path))
+    src = _open_geotiff(path, stack)
     names = [s2_band_name(d) if d else None for d in src.descriptions]
     named = {n: i for i, n in enumerate(names, start=1) if n is not None}
     if len(named) < 3:  # no band names (or not Sentinel-2 ones): the model order by position
@@ -449,7 +447,7 @@ def open_sar(path: Path, stack: ExitStack) -> Product:
         )
     if kind == "stac":
         return _open_stac_s1(path, stack)
-    src = stack.enter_context(_open(str(path), "a GeoTIFF", path))
+    src = _open_geotiff(path, stack)
     if src.crs is None and src.gcps[0]:
         raise InputDataError(f"{path}: only GCPs, no map grid; {GRD_ADVICE}")
     if src.count != len(S1_BANDS):

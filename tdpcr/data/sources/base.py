@@ -230,17 +230,7 @@ def check_contract(piece: str, data: np.ndarray, path: Path) -> None:
     negative value and a median below 1 is linear power (dB backscatter is mostly negative).
     """
     if piece in OPTICAL_PIECES:
-        if data.dtype.kind not in "uif" or (data.dtype.kind in "iu" and data.dtype.itemsize < 2):
-            raise InputDataError(
-                f"{path}: Sentinel-2 is {data.dtype}; expected uint16 DN (reflectance x 1e4)"
-            )
-        finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
-        top = float(finite.max(initial=0))
-        if data.dtype.kind == "f" and 0 < top <= S2_REFLECTANCE_MAX:
-            raise InputDataError(
-                f"{path}: Sentinel-2 values are 0..{top:.3g}, reflectance, not DN; expected "
-                "uint16 DN (reflectance x 1e4): multiply by 10000"
-            )
+        check_s2_dn(data, path)
     elif piece == "s1":
         values = data[np.isfinite(data) & (data != 0)]
         if values.size and not (values < 0).any() and float(np.median(values)) < 1.0:
@@ -248,6 +238,25 @@ def check_contract(piece: str, data: np.ndarray, path: Path) -> None:
                 f"{path}: Sentinel-1 has no negative value (median {float(np.median(values)):.3g}"
                 "), linear power, not dB; expected dB: convert with 10 * log10(power)"
             )
+
+
+def check_s2_dn(data: np.ndarray, path: Path | str) -> None:
+    """Refuse Sentinel-2 values that are not DN (reflectance x 1e4): uint8, or float 0..1.
+
+    ``data`` may be a sample of the file (``tdpcr predict`` reads a few windows); a float
+    sample whose largest finite value is at most :data:`S2_REFLECTANCE_MAX` is reflectance.
+    """
+    if data.dtype.kind not in "uif" or (data.dtype.kind in "iu" and data.dtype.itemsize < 2):
+        raise InputDataError(
+            f"{path}: Sentinel-2 is {data.dtype}; expected uint16 DN (reflectance x 1e4)"
+        )
+    finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+    top = float(finite.max(initial=0))
+    if data.dtype.kind == "f" and 0 < top <= S2_REFLECTANCE_MAX:
+        raise InputDataError(
+            f"{path}: Sentinel-2 values are 0..{top:.3g}, reflectance, not DN; expected "
+            "uint16 DN (reflectance x 1e4): multiply by 10000"
+        )
 
 
 def _check_crs(ref: PatchRef, grids: dict[str, Grid], reference_piece: str) -> None:
