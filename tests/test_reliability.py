@@ -693,6 +693,39 @@ def test_parallel_runs_create_a_new_sqlite_store_safely(tmp_path: Path) -> None:
 # 6. One line, never a traceback
 
 
+SPLIT_FILES = {
+    "binary": (lambda ids: bytes(range(256)) * 8, "not a patch_id,split CSV"),
+    "unknown-ids": (
+        lambda ids: ("patch_id,split\n" + "".join(f"x{i},train\n" for i in ids)).encode(),
+        "no entry for",
+    ),
+    "some-missing": (
+        lambda ids: ("patch_id,split\n" + "".join(f"{i},train\n" for i in ids[1:])).encode(),
+        "no entry for 1 patch",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SPLIT_FILES))
+def test_a_bad_split_file_is_refused_before_any_work(
+    tmp_path: Path, capsys, monkeypatch, kind: str
+) -> None:
+    from tdpcr.data import tiling
+    from tdpcr.data.sources import make_source
+
+    make, expected = SPLIT_FILES[kind]
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    ids = [ref.patch_id for ref in make_source("scenes", root, patch_size=32).patches()]
+    split = tmp_path / "split.csv"
+    split.write_bytes(make(ids))
+    tiled = []
+    monkeypatch.setattr(tiling, "_write_pixels", lambda *a, **k: tiled.append(1) or [])
+    out = tmp_path / "t.zarr"
+    code, err = run_tile(capsys, "scenes", root, out, "--split-from", str(split))
+    one_line_refusal(code, err, str(split), expected)
+    assert tiled == [] and not out.exists() and hidden_leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "option",
     [

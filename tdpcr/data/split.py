@@ -115,7 +115,13 @@ def read_split_file(path: Path) -> dict[str, str]:
         return dict(zip(ds["patch"].values.tolist(), ds["split"].values.tolist(), strict=True))
     if not path.is_file():
         raise InputDataError(f"{path}: split file not found")
-    table = pd.read_csv(path, dtype=str)
+    try:
+        table = pd.read_csv(path, dtype=str, encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        reason = type(err).__name__ if isinstance(err, UnicodeDecodeError) else str(err)
+        raise InputDataError(
+            f"{path}: not a patch_id,split CSV text file ({reason.splitlines()[0]})"
+        ) from None
     if not {"patch_id", "split"} <= set(table.columns):
         raise InputDataError(
             f"{path}: expected columns patch_id,split; found {list(table.columns)}"

@@ -120,6 +120,8 @@ def tile_source(
     started = time.perf_counter()
     out = Path(out)
     check_output_path(out, "zarr.json", inputs=_inputs_of(source, split_from))
+    # Read a given split before any pixel is tiled: a bad file is refused at once.
+    known = read_split_file(split_from) if split_from is not None else None
     refs = source.patches()
     if not refs:
         raise InputDataError(f"{source.root}: no patches found")
@@ -129,6 +131,8 @@ def tile_source(
         missing = [p for p in required if p not in ref.files]
         if missing:
             raise InputDataError(f"{source.root}: patch {ref.patch_id} has no {missing[0]} file")
+    if known is not None:
+        apply_split([ref.patch_id for ref in refs], known, split_from)  # every patch listed
     patch_size = _patch_size(source, refs[0])
 
     with atomic_folder(out) as tmp:
@@ -137,7 +141,9 @@ def tile_source(
             tmp, source, refs, pieces, patch_size, shard_patches, workers, progress
         )
         check_groups_have_data(metadata, Path(source.root))
-        splits = _splits(source, metadata, split_from, split_method, split_fractions, split_seed)
+        splits = _splits(
+            source, metadata, (split_from, known), split_method, split_fractions, split_seed
+        )
         _write_patch_variables(tmp, metadata, splits)
         # Attributes last: appending variables resets them, and a store without them is
         # rejected by open_store, which also guards against a half-written store.
@@ -176,18 +182,22 @@ def _inputs_of(source: Source, split_from: Path | None) -> list[Path]:
 def _splits(
     source: Source,
     metadata: list[dict],
-    split_from: Path | None,
+    given: tuple[Path | None, dict[str, str] | None],
     method: str,
     fractions: Sequence[float] | None,
     seed: int,
 ) -> np.ndarray:
-    """The split of every patch; no spatial group may have patches in two splits."""
+    """The split of every patch; no spatial group may have patches in two splits.
+
+    ``given`` is the ``--split-from`` path and what :func:`read_split_file` read from it.
+    """
     if fractions is None:
         fractions = schema_default("tiling", "split_fractions")
     ids = [m["patch_id"] for m in metadata]
     groups = [m["group"] for m in metadata]
-    if split_from is not None:
-        splits = apply_split(ids, read_split_file(split_from), split_from)
+    split_from, known = given
+    if split_from is not None and known is not None:
+        splits = apply_split(ids, known, split_from)
     elif method == "official":
         splits = official_split(groups, source.official_splits(), source.name)
     else:
