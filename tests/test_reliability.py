@@ -114,6 +114,34 @@ def test_tile_output_that_is_a_file_or_under_a_file(tmp_path: Path, capsys) -> N
     one_line_refusal(code, err, "is a file")
 
 
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A read-only tmpfs mount (skips where the test may not mount, e.g. without root)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tdpcr-test", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_an_output_on_a_read_only_mount_is_refused_before_any_work(
+    tmp_path: Path, read_only_folder: Path, capsys, monkeypatch
+) -> None:
+    from tdpcr.data import tiling
+
+    root = make_scenes(tmp_path / "src", n_scenes=1)
+    tiled = []
+    monkeypatch.setattr(tiling, "_write_pixels", lambda *a, **k: tiled.append(1) or [])
+    code, err = run_tile(capsys, "scenes", root, read_only_folder / "t.zarr")
+    one_line_refusal(code, err, str(read_only_folder), "not writable")
+    assert tiled == []
+
+
 def test_tile_replaces_its_own_store(tmp_path: Path, capsys) -> None:
     root = make_scenes(tmp_path / "src", n_scenes=1)
     out = tmp_path / "t.zarr"
@@ -261,6 +289,52 @@ def test_predict_refuses_a_file_named_tif_that_is_not_a_geotiff(
     )  # fmt: skip
     one_line_refusal(code, err, str(optical), expected)
     assert not out.exists()
+
+
+def test_predict_refuses_weights_that_do_not_fit_meta_json(
+    tmp_path: Path, checkpoints: dict[str, Path], capsys
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 40, 40)
+    swapped = tmp_path / "swapped"
+    shutil.copytree(checkpoints["full"], swapped)  # meta.json: Full, with a head
+    shutil.copyfile(checkpoints["cr"] / "model.safetensors", swapped / "model.safetensors")
+    code, err = predict(capsys, optical, sar, swapped, tmp_path / "pred")
+    one_line_refusal(code, err, str(swapped / "model.safetensors"), "do not fit")
+    assert not (tmp_path / "pred").exists()
+
+
+def test_train_init_refuses_weights_that_do_not_fit_meta_json(
+    tiny_config: dict, tmp_path: Path
+) -> None:
+    from tdpcr.core.checkpoint import CheckpointMeta, save_checkpoint
+    from tdpcr.models import create_model
+    from tdpcr.training.trainer import build_model
+    from tdpcr.training.variants import get_variant, model_kwargs
+
+    kwargs = model_kwargs(get_variant("tdpcr-cr"), tiny_config["models"], len(CLASS_NAMES))
+    wider = create_model("tdpcr", **{**kwargs, "width": 2 * kwargs["width"]})
+    folder = save_checkpoint(tmp_path / "cr", wider, CheckpointMeta("tdpcr", kwargs, "tdpcr-cr", 0))
+    with pytest.raises(InputDataError, match="weights do not fit meta.json") as info:
+        build_model(get_variant("tdpcr-full"), tiny_config, folder, len(CLASS_NAMES))
+    assert str(folder / "model.safetensors") in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damaged", ["optimizer.safetensors", "optimizer.json", "rng.safetensors"])
+def test_an_unreadable_resume_state_names_its_file(tmp_path: Path, damaged: str) -> None:
+    from tdpcr.core.checkpoint import CheckpointMeta, load_training_state, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    folder = save_checkpoint(
+        tmp_path / "last", model, CheckpointMeta("linear", {}, "x", 1), optimizer=optimizer
+    )
+    (folder / damaged).write_bytes(b"\x00garbage")
+    with pytest.raises(InputDataError, match="unreadable resume state") as info:
+        load_training_state(folder, torch.optim.AdamW(model.parameters()))
+    assert str(folder / damaged) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_replacing_a_folder_never_leaves_a_moment_without_it(tmp_path: Path) -> None:
