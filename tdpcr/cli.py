@@ -3,12 +3,14 @@
 Each stage registers its own sub-commands (``register(command)`` in its ``commands`` module,
 see :mod:`tdpcr.core.commands`); nothing here knows what a command does. Errors a user can fix
 (:class:`~tdpcr.core.errors.TdpcrError`) are printed as one line, ``tdpcr: error: <what and
-where>``, with exit status 2; nothing else is caught.
+where>``, with exit status 2; so is a full disk, wherever it is met (one line, not the
+library's traceback; the temporary outputs are removed on the way out). Nothing else is caught.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import signal
@@ -81,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disk_full(err: BaseException) -> bool:
+    """``err`` or an exception it was raised from is ENOSPC (rasterio and zarr wrap it)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tdpcr`` console script."""
     parser = build_parser()
@@ -95,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except TdpcrError as err:
         print(f"tdpcr: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:
+        if not _disk_full(err):
+            raise
+        where = getattr(args, "out", None) or "the output"
+        print(f"tdpcr: error: {where}: no space left on device; nothing kept, free space or "
+              "write elsewhere", file=sys.stderr)  # fmt: skip
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("tdpcr: interrupted", file=sys.stderr)

@@ -142,6 +142,46 @@ def test_an_output_on_a_read_only_mount_is_refused_before_any_work(
     assert tiled == []
 
 
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 256 KiB tmpfs mount: room for a few files, not for a tile store or a prediction."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tdpcr-test", str(folder)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_tile_on_a_full_disk_is_one_line_and_leaves_nothing(
+    tmp_path: Path, full_disk: Path
+) -> None:
+    root = make_scenes(tmp_path / "src", n_scenes=2)
+    out = full_disk / "t.zarr"
+    code, err = cli_subprocess(
+        "tile", "--source", "scenes", "--root", root, "--out", out, "--quiet", "--patch-size", "32"
+    )
+    one_line_refusal(code, err, "no space left")
+    assert list(full_disk.iterdir()) == []
+
+
+def test_predict_on_a_full_disk_is_one_line_and_leaves_nothing(
+    tmp_path: Path, checkpoints: dict[str, Path], full_disk: Path
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 200, 200)
+    out = full_disk / "pred"
+    code, err = cli_subprocess(
+        "predict", "--optical", optical, "--sar", sar, "--checkpoint", checkpoints["full"],
+        "--out", out, "--window", "32", "--overlap", "8",
+    )  # fmt: skip
+    one_line_refusal(code, err, "no space left")
+    assert list(full_disk.iterdir()) == []
+
+
 def test_tile_replaces_its_own_store(tmp_path: Path, capsys) -> None:
     root = make_scenes(tmp_path / "src", n_scenes=1)
     out = tmp_path / "t.zarr"

@@ -11,3 +11,7 @@ class InputDataError(TdpcrError):
 
 class ConfigError(TdpcrError):
     """A configuration key is unknown, missing or has the wrong type. The message names the key."""
+
+
+class OutputSpaceError(TdpcrError):
+    """The output's disk cannot hold what a command must write. The message names the folder."""

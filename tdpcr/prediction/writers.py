@@ -13,6 +13,7 @@ QGIS, rioxarray (``mask_and_scale=True``) and odc read reflectance directly.
 
 from __future__ import annotations
 
+import shutil
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
+from tdpcr.core.errors import OutputSpaceError
 from tdpcr.core.io import check_output_path
 from tdpcr.core.specs import (
     CLASS_NAMES,
@@ -122,9 +124,26 @@ class SceneWriter:
             self.raw["quality"] = self.folder / ".quality.raw.tif"
         if prompt_channels:
             self.raw["prompt"] = self.folder / ".prompt.raw.tif"
+        self._check_free_space()
         self._stack = ExitStack()
         self._stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         self.dst = {name: self._open(name, dict(tags or {})) for name in self.raw}
+
+    def raw_bytes(self) -> int:
+        """Size of the uncompressed row-band files: what the disk must hold before the COGs."""
+        per_pixel = 2 * self.image_bands + (1 if self.classes else 0)
+        per_pixel += 4 * (len(self.quality_bands) + self.prompt_channels)
+        return self.grid.height * self.grid.width * per_pixel
+
+    def _check_free_space(self) -> None:
+        """Refuse before any window runs when the raw files cannot fit: once the disk fills,
+        libtiff prints its own errors straight to stderr, one per strip, and the run is lost."""
+        need, free = self.raw_bytes(), shutil.disk_usage(self.folder).free
+        if need > free:
+            raise OutputSpaceError(
+                f"{self.folder.parent}: no space left for the outputs ({need / 1e6:.1f} MB needed "
+                f"uncompressed, {free / 1e6:.1f} MB free); free space or write elsewhere"
+            )
 
     def _open(self, name: str, tags: dict[str, str]) -> Any:
         grid = self.grid
