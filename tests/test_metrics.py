@@ -515,3 +515,34 @@ def test_per_image_confusion_matrices_sum_to_the_split_matrix() -> None:
     cloudy = (mask == 1) | (mask == 2)
     assert torch.equal(per["_cloudy"].sum(0), confusion_matrix(pred, target, 7, mask=cloudy))
     assert torch.equal(meter.cm_clear, confusion_matrix(pred, target, 7, mask=mask == 0))
+
+
+def test_sam_map_equals_torchmetrics_spectral_angle_mapper() -> None:
+    from torchmetrics.functional.image import spectral_angle_mapper
+
+    from tdpcr.core.metrics import sam_map
+
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 13, 16, 16), torch.rand(2, 13, 16, 16)
+    pred[0, :, 0, 0] = 0  # no direction: NaN in both
+    ours = sam_map(pred, target)
+    reference = torch.rad2deg(
+        spectral_angle_mapper(pred.double(), target.double(), reduction="none")
+    )
+    assert torch.isnan(ours[0, 0, 0]) and torch.isnan(reference[0, 0, 0])
+    torch.testing.assert_close(ours, reference, equal_nan=True, rtol=0, atol=1e-9)
+
+
+def test_a_meter_asked_for_some_scores_computes_those_exactly() -> None:
+    from tdpcr.core.metrics import ReconstructionMeter
+
+    torch.manual_seed(1)
+    pred, target = torch.rand(2, 13, 32, 32), torch.rand(2, 13, 32, 32)
+    full, light = ReconstructionMeter(), ReconstructionMeter(scores=("psnr", "ssim"))
+    full.update(pred, target)
+    light.update(pred, target)
+    every, some = full.compute(), light.compute()
+    assert some["psnr"] == every["psnr"] and some["ssim"] == every["ssim"]
+    assert all(math.isnan(some[k]) for k in ("sam", "rmse", "mae", "psnr_cloudy"))
+    with pytest.raises(ValueError, match="unknown reconstruction scores"):
+        ReconstructionMeter(scores=("psnr", "lpips"))

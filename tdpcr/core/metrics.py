@@ -55,7 +55,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from tdpcr.core.specs import CLOUDMASK_CLEAR, CORRUPTED_VALUES, CR_METRICS, IGNORE_INDEX, REGIONS
+from tdpcr.core.specs import (
+    CLOUDMASK_CLEAR,
+    CORRUPTED_VALUES,
+    CR_BASE_METRICS,
+    CR_METRICS,
+    IGNORE_INDEX,
+    REGIONS,
+)
 
 __all__ = [
     "SSIM_K1",
@@ -336,13 +343,16 @@ def errors_per_image(
 def sam_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Spectral angle (degrees) per pixel, (B, H, W) float64, after clamping to [0, 1].
 
-    torchmetrics' ``spectral_angle_mapper`` with ``reduction="none"``; NaN where a vector is
-    all zero (no direction).
+    The formula of torchmetrics' ``spectral_angle_mapper`` (``reduction="none"``):
+    arccos of the dot product over the norms' product, clamped to [-1, 1]; NaN where a vector
+    is all zero (no direction). Written out, not imported: ``import torchmetrics`` loads its
+    text metrics and transformers, 4.3 s in every evaluation and training process (about
+    100 s of the default workflow); ``tests/test_metrics.py`` checks it equals torchmetrics'.
     """
-    from torchmetrics.functional.image import spectral_angle_mapper
-
     pred, target = _prepare(pred, target)
-    return torch.rad2deg(spectral_angle_mapper(pred, target, reduction="none"))
+    dot = (pred * target).sum(dim=1)
+    norms = torch.linalg.vector_norm(pred, dim=1) * torch.linalg.vector_norm(target, dim=1)
+    return torch.rad2deg(torch.arccos((dot / norms).clamp(-1.0, 1.0)))
 
 
 def _masked_nanmean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -397,11 +407,23 @@ class ReconstructionMeter:
         crop_border: as in :func:`ssim_per_image`, for the cloudy / clear SSIM (the
             all-pixel SSIM is always skimage's, i.e. interior-only). The SSIM map is
             computed once per batch and averaged over the three pixel sets.
+        scores: the base metrics to compute (of :data:`CR_BASE_METRICS`); the others stay
+            NaN. Training's validation asks for PSNR and SSIM only: SAM, RMSE and MAE would
+            be a third of its cost and nothing reads them there.
     """
 
-    def __init__(self, psnr_cap: float | None = PSNR_CAP_DB, crop_border: bool = True) -> None:
+    def __init__(
+        self,
+        psnr_cap: float | None = PSNR_CAP_DB,
+        crop_border: bool = True,
+        scores: tuple[str, ...] = CR_BASE_METRICS,
+    ) -> None:
+        unknown = sorted(set(scores) - set(CR_BASE_METRICS))
+        if unknown:
+            raise ValueError(f"unknown reconstruction scores {unknown}; expected {CR_BASE_METRICS}")
         self.psnr_cap = psnr_cap
         self.crop_border = crop_border
+        self.scores = scores
         self.reset()
 
     def reset(self) -> None:
@@ -432,21 +454,24 @@ class ReconstructionMeter:
             raise ValueError("ReconstructionMeter: the prediction contains NaN")
         b = pred.shape[0]
         nan = torch.full((b,), math.nan, dtype=torch.float64)
-        smap = ssim_map(pred, target).mean(dim=1)  # (B, H, W); computed once, reduced 3 times
-        angles = sam_map(pred, target)
+        wanted = set(self.scores)
+        # SSIM and SAM maps are computed once per batch and reduced for each region.
+        smap = ssim_map(pred, target).mean(dim=1) if "ssim" in wanted else None  # (B, H, W)
+        angles = sam_map(pred, target) if "sam" in wanted else None
         masks = region_masks(cloudmask, pred)
-        values: dict[str, torch.Tensor] = {}
-        for region in REGIONS:
-            if region not in masks:
-                values.update({k: nan for k in CR_METRICS if k.endswith(region) and region})
-                continue
-            m = masks[region]
-            values[f"psnr{region}"] = psnr_per_image(pred, target, m)
-            # The all-pixel SSIM is always skimage's (interior only).
-            crop = True if m is None else self.crop_border
-            values[f"ssim{region}"] = _reduce_ssim(smap, _prepare_mask(m, pred), crop)
-            values[f"rmse{region}"], values[f"mae{region}"] = errors_per_image(pred, target, m)
-            values[f"sam{region}"] = _masked_nanmean(angles, m)
+        values: dict[str, torch.Tensor] = {k: nan for k in CR_METRICS}
+        for region, m in masks.items():
+            if "psnr" in wanted:
+                values[f"psnr{region}"] = psnr_per_image(pred, target, m)
+            if smap is not None:
+                # The all-pixel SSIM is always skimage's (interior only).
+                crop = True if m is None else self.crop_border
+                values[f"ssim{region}"] = _reduce_ssim(smap, _prepare_mask(m, pred), crop)
+            if wanted & {"rmse", "mae"}:
+                rmse, mae = errors_per_image(pred, target, m)
+                values[f"rmse{region}"], values[f"mae{region}"] = rmse, mae
+            if angles is not None:
+                values[f"sam{region}"] = _masked_nanmean(angles, m)
         for key, v in values.items():
             v = v.detach().to("cpu", torch.float64)
             if key.startswith("psnr") and self.psnr_cap is not None:

@@ -248,13 +248,17 @@ def make_loaders(
     return train_loader, val_loader, sampler
 
 
+#: What :func:`validate` scores for reconstruction: what it logs and the selection reads.
+VALIDATION_SCORES = ("psnr", "ssim")
+
+
 @torch.inference_mode()
 def validate(
     model: nn.Module, variant: Variant, loader, runtime: Runtime, max_batches: int | None
 ) -> dict[str, float]:
     """PSNR / SSIM (reconstruction) and PA / mIoU (segmentation) on the validation split."""
     model.eval()
-    rec_meter = ReconstructionMeter()
+    rec_meter = ReconstructionMeter(scores=VALIDATION_SCORES)
     seg_meter = SegmentationMeter(num_classes=len(CLASS_NAMES), ignore_index=IGNORE_INDEX)
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
@@ -263,8 +267,8 @@ def validate(
         with autocast(runtime.cuda):
             out = forward(model, variant, batch)
         cloudmask = batch.get("cloudmask")
-        if variant.reconstruction:
-            rec_meter.update(out["image"].float(), batch["s2_clear"], cloudmask)
+        if variant.reconstruction:  # all pixels only: nothing reads the cloudy / clear split
+            rec_meter.update(out["image"].float(), batch["s2_clear"])
         if variant.segmentation:
             seg_meter.update(out["logits"].argmax(1), batch["landcover"], cloudmask)
     model.train()
