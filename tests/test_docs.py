@@ -87,3 +87,28 @@ def test_readme_figures_exist() -> None:
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
     assert images
     assert [i for i in images if not (REPO / i).is_file()] == []
+
+
+def test_readme_results_are_the_snapshot_csvs() -> None:
+    """The README's result tables are what `tdpcr readme-results` renders from the CSVs of the
+    run kept in docs/results/, so no number in them is typed by hand."""
+    from tdpcr.evaluation import report
+
+    readme = (REPO / "README.md").read_text()
+    assert report.BEGIN in readme and report.END in readme
+    assert report.generated_block(readme) == report.render(REPO / "docs" / "results")
+
+
+def test_readme_results_command_rewrites_only_the_block(tmp_path: Path) -> None:
+    from tdpcr.cli import main
+    from tdpcr.evaluation import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{report.BEGIN}\nstale\n{report.END}\n\nafter\n")
+    snapshot = tmp_path / "snapshot"
+    args = ["readme-results", "--results", str(REPO / "docs" / "results"), "--readme"]
+    assert main([*args, str(readme), "--snapshot", str(snapshot)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("# title\n\nbefore\n") and "after" in text
+    assert report.generated_block(text) == report.render(REPO / "docs" / "results")
+    assert sorted(p.name for p in snapshot.iterdir()) == sorted(report.SOURCES)

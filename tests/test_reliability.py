@@ -722,6 +722,35 @@ def test_sigterm_during_tile_removes_its_temporary_store(tmp_path: Path) -> None
     assert not out.exists() and hidden_leftovers(tmp_path) == []
 
 
+def test_sigterm_during_predict_removes_its_temporary_outputs(
+    tmp_path: Path, checkpoints: dict[str, Path]
+) -> None:
+    optical, sar = test_predict.write_scene(tmp_path / "in", 1024, 1024)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "pred"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tdpcr.cli", "predict", "--optical", str(optical), "--sar",
+         str(sar), "--checkpoint", str(checkpoints["full"]), "--out", str(out), "--window", "32",
+         "--overlap", "8", "--batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not hidden_leftovers(work) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hidden_leftovers(work), "predict never started writing"
+        time.sleep(1.0)
+        os.killpg(process.pid, signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "tdpcr: terminated by SIGTERM; temporary outputs removed"
+    assert not out.exists() and hidden_leftovers(work) == []
+
+
 def test_a_failed_train_start_leaves_no_empty_out_folder(tiny_config: dict, tmp_path: Path) -> None:
     out = tmp_path / "models" / "tdpcr-cr"
     with pytest.raises(InputDataError):
@@ -880,3 +909,17 @@ def test_tile_reads_only_the_scenes_of_the_latest_synth(tmp_path: Path, capsys) 
     assert code == 0, err
     groups = set(zarr.open_group(out, mode="r")["group"][:].tolist())
     assert groups == set(listed)
+
+
+def test_synth_never_replaces_a_scene_folder_it_did_not_write(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "synthetic"
+    assert main(["synth", "--out", str(root), "--scenes", "2", "--size", "64"]) == 0
+    assert main(["synth", "--out", str(root), "--scenes", "2", "--size", "64"]) == 0  # ours
+    capsys.readouterr()
+    first = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    shutil.rmtree(first)
+    first.mkdir()
+    (first / "field_notes.txt").write_text("mine")
+    assert main(["synth", "--out", str(root), "--scenes", "2", "--size", "64"]) == 2
+    one_line_refusal(2, capsys.readouterr().err, str(first), "not written by tdpcr synth")
+    assert (first / "field_notes.txt").read_text() == "mine"

@@ -104,6 +104,17 @@ def _inside(a: Path, b: Path) -> bool:
     return a == b or a.is_relative_to(b)
 
 
+def check_writable(target: str | os.PathLike[str], flag: str = "--out") -> None:
+    """Refuse, before any work, a ``target`` whose nearest existing parent is not writable.
+
+    ``os.access`` sees a read-only mount (EROFS) even for root.
+    """
+    target = Path(target)
+    nearest = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise TdpcrError(f"{flag} {target}: {nearest} is not writable (read-only or no permission)")
+
+
 def check_output_path(
     target: str | os.PathLike[str],
     record: str,
@@ -128,10 +139,7 @@ def check_output_path(
     for parent in target.parents:
         if parent.exists() and not parent.is_dir():
             raise TdpcrError(f"{flag} {target}: {parent} is a file, not a folder")
-    # os.access sees a read-only mount (EROFS) even for root: refuse now, not after the work.
-    nearest = next(p for p in (target.parent, *target.parent.parents) if p.exists())
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise TdpcrError(f"{flag} {target}: {nearest} is not writable (read-only or no permission)")
+    check_writable(target, flag)
     if not target.exists() and not target.is_symlink():
         return
     if target.is_symlink() or not target.is_dir():

@@ -47,12 +47,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
+import rasterio.errors
 import torch
 from rasterio.transform import Affine
 from scipy.ndimage import uniform_filter
 from tqdm import tqdm
 
-from tdpcr.core.io import atomic_folder, write_json_atomic
+from tdpcr.core.errors import InputDataError
+from tdpcr.core.io import atomic_folder, check_writable, write_json_atomic
 from tdpcr.core.specs import (
     CLASS_NAMES,
     CLOUD_BINS,
@@ -1278,6 +1281,30 @@ def scene_plan(n_scenes: int, size: int, seed: int) -> list[ScenePlan]:
     return plans
 
 
+def _check_replaceable(folder: Path) -> None:
+    """Refuse, before any work, a scene folder to be replaced that ``synth`` did not write.
+
+    Ours: absent, empty, or its ``s2_cloudy.tif`` carries this generator's tag (every scene
+    this module writes does; older runs wrote no manifest, so the tag is the mark).
+    """
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise InputDataError(f"--out: {folder} exists and is not a scene folder; not replaced")
+    if not any(folder.iterdir()):
+        return
+    try:
+        with rasterio.open(folder / "s2_cloudy.tif") as src:
+            generator = src.tags().get("generator")
+    except (OSError, rasterio.errors.RasterioError):
+        generator = None
+    if generator != "tdpcr.data.synthetic":
+        raise InputDataError(
+            f"--out: {folder} exists and was not written by tdpcr synth; not replaced, choose "
+            "a new or empty folder"
+        )
+
+
 def write_synthetic_scenes(out_dir: Path, n_scenes: int, size: int, seed: int) -> list[Path]:
     """Write ``n_scenes`` synthetic scenes as GeoTIFF folders ``out_dir/scene00`` ...
 
@@ -1294,11 +1321,15 @@ def write_synthetic_scenes(out_dir: Path, n_scenes: int, size: int, seed: int) -
         The scene folders, in order.
     """
     out_dir = Path(out_dir)
+    plans = scene_plan(n_scenes, size, seed)
+    check_writable(out_dir / "scene", "--out")
+    for plan in plans:
+        _check_replaceable(out_dir / plan.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".scene*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     written = []
-    for plan in tqdm(scene_plan(n_scenes, size, seed), desc="synthetic scenes", unit="scene"):
+    for plan in tqdm(plans, desc="synthetic scenes", unit="scene"):
         scene, layer, scene_tags = _generate(size, plan.seed, plan.target_cloud_cover)
         tags = {
             "generator": "tdpcr.data.synthetic",
