@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: TdpcrError) -> str:
+    """The message of ``err`` as one line.
+
+    An error raised in a DataLoader worker comes back re-raised by torch with the worker's
+    banner and traceback in its message ("Caught InputDataError in DataLoader worker process
+    0. Original Traceback ..."); its last line holds the original message.
+    """
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]  # "<module.>InputDataError: <message>"
+        name = type(err).__name__ + ": "
+        text = last.split(name, 1)[1] if name in last else last
+    return " ".join(text.split("\n"))
+
+
 def _disk_full(err: BaseException) -> bool:
     """``err`` or an exception it was raised from is ENOSPC (rasterio and zarr wrap it)."""
     seen: set[int] = set()
@@ -110,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.handler(args)
     except TdpcrError as err:
-        print(f"tdpcr: error: {err}", file=sys.stderr)
+        print(f"tdpcr: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as err:
         if not _disk_full(err):

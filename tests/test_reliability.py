@@ -923,3 +923,21 @@ def test_synth_never_replaces_a_scene_folder_it_did_not_write(tmp_path: Path, ca
     assert main(["synth", "--out", str(root), "--scenes", "2", "--size", "64"]) == 2
     one_line_refusal(2, capsys.readouterr().err, str(first), "not written by tdpcr synth")
     assert (first / "field_notes.txt").read_text() == "mine"
+
+
+class _DamagedDataset(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise InputDataError("store.zarr: s2_cloudy shard of patches 0-15 missing")
+
+
+def test_damage_met_in_a_loader_worker_is_still_one_line() -> None:
+    from tdpcr.cli import one_line
+
+    loader = torch.utils.data.DataLoader(_DamagedDataset(), num_workers=1)
+    with pytest.raises(InputDataError) as info:
+        next(iter(loader))
+    assert "Original Traceback" in str(info.value)  # torch's wrapping, many lines
+    assert one_line(info.value) == "store.zarr: s2_cloudy shard of patches 0-15 missing"
