@@ -14,7 +14,8 @@ stage, on up to ``--patches`` test patches:
 * ``local_mask_r``: Pearson correlation, over the pixels of all patches, of that local logit
   with the corrupted share of each stage pixel (does the prompt point at the clouds?);
 
-and the grid ratio of the outputs (tdpcr.evaluation.spectrum). Writes one JSON and prints it.
+and the grid ratio and peak contrast of the outputs (tdpcr.evaluation.spectrum). Writes one
+JSON and prints it.
 
 Usage (after ``snakemake --cores 8 all``)::
 
@@ -99,7 +100,12 @@ def study_method(model: torch.nn.Module, loader, limit: int) -> dict[str, Any]:
     for hook in hooks:
         hook.remove()
     per_patch = meter.per_patch()
-    result: dict[str, Any] = {"patches": seen, "grid_ratio": spectrum.compute()["ratio"]}
+    grid = spectrum.compute()
+    result: dict[str, Any] = {
+        "patches": seen,
+        "grid_ratio": grid["ratio"],
+        "grid_peak_contrast": grid["peak_contrast"],
+    }
     for stage in range(stages):
         key = f"s{stage + 1}"
         r = float("nan")

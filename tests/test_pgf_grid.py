@@ -24,7 +24,13 @@ from tdpcr.evaluation.claims import (
 from tdpcr.evaluation.methods import PGF_CONTROL, PGF_METHODS, get_method
 from tdpcr.evaluation.pgf import PGFMeter
 from tdpcr.evaluation.protocols import score_split
-from tdpcr.evaluation.spectrum import GRID_PEAK_LIMIT, grid_peak_ratio
+from tdpcr.evaluation.spectrum import (
+    GRID_PEAK_LIMIT,
+    SpectrumMeter,
+    grid_line_mask,
+    grid_peak_ratio,
+    peak_contrast,
+)
 from tdpcr.models.tdpcr import TDPCR
 
 SIZE = 64
@@ -59,6 +65,25 @@ def test_spectrum_flags_a_checkerboard_and_passes_a_smooth_image() -> None:
     assert grid_peak_ratio(stripes, reference) > GRID_PEAK_LIMIT
     assert grid_peak_ratio(smooth(1, 13), reference) < GRID_PEAK_LIMIT
     assert grid_peak_ratio(reference, reference) == pytest.approx(1.0)
+
+
+def test_peak_contrast_tells_a_grid_from_broadband_error() -> None:
+    """Both a checkerboard and white noise raise the grid-line ratio; only the grid is a peak."""
+    texture = torch.randn(2, 13, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    reference = smooth(0, 13) + 0.01 * texture  # some fine texture, as real ground has
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    checker = reference + 0.05 * ((yy + xx) % 2).float()
+    noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(3))
+    noisy = reference + 0.05 * noise
+    assert grid_peak_ratio(noisy, reference) > GRID_PEAK_LIMIT  # the ratio alone flags both
+    assert peak_contrast(checker, reference) > 5
+    assert 0.7 < peak_contrast(noisy, reference) < 1.4
+    meter = SpectrumMeter()
+    meter.update(checker, reference)
+    grid = meter.compute()
+    assert grid["peak_contrast"] == pytest.approx(peak_contrast(checker, reference))
+    near, lines = grid_line_mask(SIZE, SIZE, neighbours=True), grid_line_mask(SIZE, SIZE)
+    assert near.any() and not (near & lines).any()
 
 
 def _output_grid_ratio(icnr: bool) -> float:
