@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gc
 import os
-import platform
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from tdpcr.benchmarks.complexity import paper_sizes
+from tdpcr.core.hardware import cpu_model_name
 from tdpcr.core.io import write_json_atomic
 from tdpcr.core.runtime import (
     peak_rss_mb,
@@ -66,14 +66,7 @@ def _sync(device: torch.device) -> None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model_name()
 
 
 def _time_case(
