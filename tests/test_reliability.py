@@ -360,6 +360,31 @@ def test_train_init_refuses_weights_that_do_not_fit_meta_json(
     assert "\n" not in str(info.value)
 
 
+def test_evaluate_refuses_weights_that_do_not_fit_meta_json(
+    tiny_config: dict, small_store: Path, tmp_path: Path, capsys
+) -> None:
+    from tdpcr.core.checkpoint import CheckpointMeta, save_checkpoint
+    from tdpcr.models import create_model
+    from tdpcr.training.variants import get_variant, model_kwargs
+
+    # meta.json describes the config's TDP-CR Full; the weights are of a model twice as wide.
+    kwargs = model_kwargs(get_variant("tdpcr-full"), tiny_config["models"], len(CLASS_NAMES))
+    wider = create_model("tdpcr", **{**kwargs, "width": 2 * kwargs["width"]})
+    models = tmp_path / "models"
+    folder = save_checkpoint(
+        models / "tdpcr-full", wider, CheckpointMeta("tdpcr", kwargs, "tdpcr-full", 0)
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config))
+    out = tmp_path / "eval" / "tdpcr-full.json"
+    code = main(
+        ["evaluate", "--config", str(config_file), "--method", "tdpcr-full", "--store",
+         str(small_store), "--models", str(models), "--out", str(out), "--no-tracking"]
+    )  # fmt: skip
+    one_line_refusal(code, capsys.readouterr().err, str(folder / "model.safetensors"), "do not fit")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damaged", ["optimizer.safetensors", "optimizer.json", "rng.safetensors"])
 def test_an_unreadable_resume_state_names_its_file(tmp_path: Path, damaged: str) -> None:
     from tdpcr.core.checkpoint import CheckpointMeta, load_training_state, save_checkpoint
