@@ -111,4 +111,32 @@ def test_readme_results_command_rewrites_only_the_block(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "stale" not in text and text.startswith("# title\n\nbefore\n") and "after" in text
     assert report.generated_block(text) == report.render(REPO / "docs" / "results")
-    assert sorted(p.name for p in snapshot.iterdir()) == sorted(report.SOURCES)
+    copied = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*.csv"))
+    assert copied == sorted(report.rendered_files(REPO / "docs" / "results"))
+    assert set(report.SOURCES) <= set(copied)
+
+
+def test_readme_results_render_the_studies_when_present(tmp_path: Path) -> None:
+    """The sweep and the extra seeds are rendered once their CSVs exist, and only then."""
+    from tdpcr.evaluation import report
+
+    results = tmp_path / "results"
+    for name in report.SOURCES:
+        (results / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / "docs" / "results" / name, results / name)
+    assert report.render_studies(results) == []
+    (results / "sweeps").mkdir()
+    (results / report.SWEEP).write_text(
+        "point,train.finetune_lr.prompt,train.lr,train.lambda_seg,train.seed,psnr,miou\n"
+        "plr0.0001_seg1_s0,0.0001,0.001,1.0,0,35.0,0.30\n"
+        "plr0.001_seg1_s0,0.001,0.001,1.0,0,34.0,0.40\n"
+    )
+    (results / "seeds").mkdir()
+    for name in report.SOURCES[:3]:
+        shutil.copyfile(results / name, results / "seeds" / name)
+    shutil.copyfile(results / "claims.csv", results / "seeds" / "claims_seed1.csv")
+    blocks = report.render_studies(results)
+    assert len(blocks) == 5 and "phase2.csv" in blocks[0]
+    assert "0.740 (best)" in blocks[0] and "0.650 |" in blocks[0]  # 0.40 + 0.01 x 34
+    assert "seed 0 | seed 1" in blocks[-1]
+    assert report.rendered_files(results)[-1] == "seeds/claims_seed1.csv"

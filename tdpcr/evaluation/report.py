@@ -6,6 +6,10 @@ their own columns), replaces the block between :data:`BEGIN` and :data:`END` in 
 copies the CSVs it rendered to the snapshot folder. ``tests/test_docs.py`` renders the
 snapshot again and checks the README says the same, so the README's numbers are always the
 CSVs' numbers.
+
+When the results folder also holds the studies beside ``all`` (``snakemake --cores 8 seeds``:
+``seeds/table*.csv`` and ``seeds/claims_seed*.csv``; ``snakemake results/sweeps/phase2.csv``),
+they are rendered after the tables and copied to the snapshot too.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from tdpcr.core.config import schema_default
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import open_atomic
 
@@ -46,9 +51,10 @@ def cell(row: dict[str, str], metric: str, digits: int) -> str:
         _num(row.get(f"{metric}_ci_high", ""), digits),
     )
     text = f"{value} [{low}, {high}]" if low and high else value
+    mean = _num(row.get(f"{metric}_seed_mean", ""), digits)
     spread = _num(row.get(f"{metric}_seed_sd", ""), digits)
-    if spread and int(row.get("seeds") or 1) > 1:
-        text += f" ± {spread} ({row['seeds']} seeds)"
+    if mean and spread and int(row.get("seeds") or 1) > 1:
+        text += f"; {row['seeds']} seeds {mean} ± {spread}"
     return text
 
 
@@ -136,6 +142,85 @@ def claims(rows: list[dict[str, str]]) -> str:
     return _markdown(header, body)
 
 
+#: The phase-2 sweep's CSV, relative to the results folder.
+SWEEP = "sweeps/phase2.csv"
+#: The extra-seed tables, relative to the results folder (their claims: ``claims_seed<N>.csv``).
+SEED_FOLDER = "seeds"
+
+
+def _seed_claim_files(folder: Path) -> list[str]:
+    seeds = sorted((Path(folder) / SEED_FOLDER).glob("claims_seed*.csv"))
+    return [f"{SEED_FOLDER}/{p.name}" for p in seeds]
+
+
+def rendered_files(folder: Path) -> list[str]:
+    """The CSVs :func:`render` reads from ``folder`` (paths relative to it)."""
+    names = list(SOURCES)
+    if (Path(folder) / SWEEP).is_file():
+        names.append(SWEEP)
+    if (Path(folder) / SEED_FOLDER).is_dir():
+        names += [f"{SEED_FOLDER}/{name}" for name in SOURCES[:3]]
+        names += _seed_claim_files(folder)
+    return names
+
+
+def sweep(rows: list[dict[str, str]]) -> str:
+    """The phase-2 sweep's points on the validation split, with the selection score."""
+    weight = float(schema_default("train", "selection_psnr_weight"))
+    header = ["point", "prompt + PGF lr", "lambda_seg", "seed", "val PSNR (dB)", "val mIoU"]
+    header += [f"mIoU + {weight:g} x PSNR"]
+    body = []
+    scores = [float(r["miou"]) + weight * float(r["psnr"]) for r in rows]
+    for r, score in zip(rows, scores, strict=True):
+        best = " (best)" if score == max(scores) else ""
+        rate = r["train.finetune_lr.prompt"] or r["train.lr"]
+        body.append([r["point"], _num(rate, 4).rstrip("0"), r["train.lambda_seg"],
+                     r["train.seed"], _num(r["psnr"], 2), _num(r["miou"], 3),
+                     f"{score:.3f}{best}"])  # fmt: skip
+    return _markdown(header, body)
+
+
+def seed_claims(tables: list[list[dict[str, str]]], seeds: list[str]) -> str:
+    """Each claim's paired difference and verdict, one column per training seed."""
+    header = ["claim (paper)", "metric", *(f"seed {s}" for s in seeds)]
+    body = []
+    for rows in zip(*tables, strict=True):
+        cells = []
+        for r in rows:
+            digits = 2 if r["metric"].startswith("psnr") else 4 if "pgf" in r["metric"] else 3
+            diff = _num(r["difference"], digits)
+            cells.append(f"{diff} [{_num(r['ci_low'], digits)}, {_num(r['ci_high'], digits)}] "
+                         f"{r['verdict']}" if diff else r["verdict"])  # fmt: skip
+        label = rows[0]["text"]
+        if rows[0]["metric"].startswith("pgf_"):
+            label += f" ({rows[0]['better']})"
+        body.append([label, rows[0]["metric"], *cells])
+    return _markdown(header, body)
+
+
+def render_studies(folder: Path) -> list[str]:
+    """The sweep's and the extra seeds' blocks, for what ``folder`` holds (maybe none)."""
+    folder = Path(folder)
+    blocks = []
+    if (folder / SWEEP).is_file():
+        title = "**Phase-2 sweep, validation split** (`results/sweeps/phase2.csv`)"
+        blocks.append(f"{title}\n\n{sweep(_rows(folder, SWEEP))}")
+    if (folder / SEED_FOLDER).is_dir():
+        renderers = (table1, table2, table3)
+        for name, render_table in zip(SOURCES[:3], renderers, strict=True):
+            title = f"**{name[:-4].capitalize()} over training seeds** (`results/seeds/{name}`: "
+            title += "seed 0 with its interval; seeds: mean ± sd)"
+            blocks.append(f"{title}\n\n{render_table(_rows(folder, f'{SEED_FOLDER}/{name}'))}")
+        claim_files = ["claims.csv", *_seed_claim_files(folder)]
+        seeds = ["0", *(Path(n).stem.removeprefix("claims_seed") for n in claim_files[1:])]
+        title = (
+            "**Claims per training seed** (`results/claims.csv`, `results/seeds/claims_seed*.csv`)"
+        )
+        tables = [_rows(folder, name) for name in claim_files]
+        blocks.append(f"{title}\n\n{seed_claims(tables, seeds)}")
+    return blocks
+
+
 def render(folder: Path) -> str:
     """The generated README block (without the markers) from the CSVs in ``folder``."""
     parts = [
@@ -148,7 +233,7 @@ def render(folder: Path) -> str:
         f"{title}\n\n{render_table(_rows(folder, name))}"
         for (title, render_table), name in zip(parts, SOURCES, strict=True)
     ]
-    return "\n\n".join(blocks)
+    return "\n\n".join([*blocks, *render_studies(folder)])
 
 
 def replace_block(text: str, block: str, where: str = "README") -> str:
@@ -172,7 +257,7 @@ def update_readme(results: Path, readme: Path, snapshot: Path | None = None) -> 
     with open_atomic(readme) as fh:
         fh.write(text)
     if snapshot is not None:
-        Path(snapshot).mkdir(parents=True, exist_ok=True)
-        for name in SOURCES:
+        for name in rendered_files(results):
+            (Path(snapshot) / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(results) / name, Path(snapshot) / name)
     return block
