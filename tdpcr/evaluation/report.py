@@ -144,6 +144,8 @@ def claims(rows: list[dict[str, str]]) -> str:
 
 #: The phase-2 sweep's CSV, relative to the results folder.
 SWEEP = "sweeps/phase2.csv"
+#: Roman numerals of the tables, as the paper numbers them.
+TABLE_NUMERALS = {"table1.csv": "I", "table2.csv": "II", "table3.csv": "III"}
 #: The extra-seed tables, relative to the results folder (their claims: ``claims_seed<N>.csv``).
 SEED_FOLDER = "seeds"
 
@@ -208,7 +210,9 @@ def render_studies(folder: Path) -> list[str]:
     if (folder / SEED_FOLDER).is_dir():
         renderers = (table1, table2, table3)
         for name, render_table in zip(SOURCES[:3], renderers, strict=True):
-            title = f"**{name[:-4].capitalize()} over training seeds** (`results/seeds/{name}`: "
+            title = (
+                f"**Table {TABLE_NUMERALS[name]} over training seeds** (`results/seeds/{name}`: "
+            )
             title += "seed 0 with its interval; seeds: mean ± sd)"
             blocks.append(f"{title}\n\n{render_table(_rows(folder, f'{SEED_FOLDER}/{name}'))}")
         claim_files = ["claims.csv", *_seed_claim_files(folder)]
