@@ -126,15 +126,20 @@ def table3(rows: list[dict[str, str]]) -> str:
     return _markdown(header, body)
 
 
+def _claim_digits(metric: str) -> int:
+    """Decimals of a claim's difference: dB 2, fractions 3, PGF weight differences 4 (PGF
+    rows compare one method's weights in two regions: small differences)."""
+    return 2 if metric.startswith("psnr") else 4 if metric.startswith("pgf_") else 3
+
+
 def claims(rows: list[dict[str, str]]) -> str:
     header = ["claim (paper)", "metric", "ours: better - worse [95 % CI]", "verdict", "paper"]
     body = []
     for r in rows:
         ours = ""
         if r["difference"]:
-            # PGF rows compare one method's weights in two regions (small weight differences).
             pgf = r["metric"].startswith("pgf_")
-            digits = 2 if r["metric"].startswith("psnr") else 4 if pgf else 3
+            digits = _claim_digits(r["metric"])
             which = f"{r['better']}: cloudy - clear" if pgf else f"{r['better']} - {r['worse']}"
             ours = f"{_num(r['difference'], digits)} [{_num(r['ci_low'], digits)}, "
             ours += f"{_num(r['ci_high'], digits)}] ({which})"
@@ -189,7 +194,7 @@ def seed_claims(tables: list[list[dict[str, str]]], seeds: list[str]) -> str:
     for rows in zip(*tables, strict=True):
         cells = []
         for r in rows:
-            digits = 2 if r["metric"].startswith("psnr") else 4 if "pgf" in r["metric"] else 3
+            digits = _claim_digits(r["metric"])
             diff = _num(r["difference"], digits)
             cells.append(f"{diff} [{_num(r['ci_low'], digits)}, {_num(r['ci_high'], digits)}] "
                          f"{r['verdict']}" if diff else r["verdict"])  # fmt: skip

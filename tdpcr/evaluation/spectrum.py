@@ -60,24 +60,25 @@ def grid_line_mask(height: int, width: int, neighbours: bool = False) -> torch.T
     return near & ~grid
 
 
-def _power(images: torch.Tensor, bands: tuple[int, ...]) -> torch.Tensor:
-    x = images[:, list(bands)].double()
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
-    return torch.fft.fft2(x).abs().square()
-
-
-def grid_energy(
-    images: torch.Tensor, bands: tuple[int, ...] = GRID_BANDS, neighbours: bool = False
-) -> float:
-    """Spectral energy on the grid lines of ``images`` (B, C, H, W), summed over B and bands
-    (with ``neighbours``: on the lines beside them, see :func:`grid_line_mask`).
+def line_energies(images: torch.Tensor, bands: tuple[int, ...] = GRID_BANDS) -> tuple[float, float]:
+    """Spectral energy of ``images`` (B, C, H, W) on the grid lines and on the lines beside
+    them (see :func:`grid_line_mask`), summed over B and bands, from one FFT.
 
     Each band's mean is removed first (the DC bin is not on the lines, but float rounding of
     a large mean would leak into every bin).
     """
-    power = _power(images, bands)
-    mask = grid_line_mask(*power.shape[-2:], neighbours=neighbours).to(power.device)
-    return float(power[..., mask].sum())
+    x = images[:, list(bands)].double()
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs().square()
+    height, width = power.shape[-2:]
+    on = grid_line_mask(height, width).to(power.device)
+    near = grid_line_mask(height, width, neighbours=True).to(power.device)
+    return float(power[..., on].sum()), float(power[..., near].sum())
+
+
+def grid_energy(images: torch.Tensor, bands: tuple[int, ...] = GRID_BANDS) -> float:
+    """Spectral energy on the grid lines of ``images`` (B, C, H, W), summed over B and bands."""
+    return line_energies(images, bands)[0]
 
 
 def grid_peak_ratio(output: torch.Tensor, reference: torch.Tensor) -> float:
@@ -92,8 +93,9 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def peak_contrast(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Grid-line ratio over the neighbouring lines' ratio (about 1 without a periodic peak)."""
-    near = _ratio(grid_energy(output, neighbours=True), grid_energy(reference, neighbours=True))
-    return _ratio(grid_peak_ratio(output, reference), near)
+    meter = SpectrumMeter()
+    meter.update(output, reference)
+    return float(meter.compute()["peak_contrast"])
 
 
 @dataclass
@@ -107,11 +109,12 @@ class SpectrumMeter:
     patches: int = 0
 
     def update(self, output: torch.Tensor, reference: torch.Tensor) -> None:
-        output, reference = output.float(), reference.float()
-        self.output_energy += grid_energy(output)
-        self.reference_energy += grid_energy(reference)
-        self.output_neighbour_energy += grid_energy(output, neighbours=True)
-        self.reference_neighbour_energy += grid_energy(reference, neighbours=True)
+        on, near = line_energies(output.float())
+        self.output_energy += on
+        self.output_neighbour_energy += near
+        on, near = line_energies(reference.float())
+        self.reference_energy += on
+        self.reference_neighbour_energy += near
         self.patches += int(output.shape[0])
 
     def compute(self) -> dict[str, float | int | bool | list[str]]:
