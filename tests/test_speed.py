@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from tdpcr.benchmarks.predict_tile import for_the_tile
 from tdpcr.core.config import validate_config
 from tdpcr.core.errors import TdpcrError
 from tdpcr.core.hardware import cpu_peak
@@ -24,7 +25,12 @@ from tdpcr.data.sources import make_source
 from tdpcr.data.synthetic import write_synthetic_scenes
 from tdpcr.data.tiling import tile_source
 from tdpcr.prediction.engine import load_predictor
-from tdpcr.prediction.options import ExecutionOptions, PredictOptions
+from tdpcr.prediction.options import (
+    AUTO_COMPILE_MIN_WINDOWS,
+    ExecutionOptions,
+    PredictOptions,
+    resolve_backend,
+)
 from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
 from tdpcr.training.trainer import train_variant
 from tests.conftest import REPO
@@ -128,6 +134,29 @@ def test_execution_options_refuse_unknown_values_in_one_line() -> None:
     assert PredictOptions(precision="bf16").execution == ExecutionOptions(precision="bf16")
 
 
+def test_auto_backend_compiles_large_cpu_scenes_only() -> None:
+    many, few = AUTO_COMPILE_MIN_WINDOWS, AUTO_COMPILE_MIN_WINDOWS - 1
+    assert resolve_backend("auto", "cpu", many) == "compile"
+    assert resolve_backend("auto", "cpu", few) == "eager"
+    assert resolve_backend("auto", "cpu", None) == "eager"
+    assert resolve_backend("auto", "cuda", many) == "eager"  # not measured on a GPU yet
+    assert resolve_backend("eager", "cpu", many) == "eager"
+    assert resolve_backend("compile", "cpu", 1) == "compile"
+    # The tile benchmark runs its strips the way the whole tile would run.
+    assert for_the_tile({"backend": "auto", "batch_size": 8}, 3249)["backend"] == "compile"
+    assert for_the_tile({"backend": "eager"}, 3249)["backend"] == "eager"
+
+
+def test_predictor_prepares_the_backend_for_the_scene(trained_full: Path) -> None:
+    predictor = load_predictor(trained_full, force_cpu=True)
+    small = predictor.prepare(ExecutionOptions(), windows=4)
+    assert small.backend == "eager"
+    large = predictor.prepare(ExecutionOptions(), windows=AUTO_COMPILE_MIN_WINDOWS)
+    assert large is not small and large.description["backend"] == "compile"
+    assert large.description["backend_requested"] == "auto"
+    assert predictor.prepare(ExecutionOptions(), windows=5000) is large  # kept
+
+
 def test_cpu_peak_follows_the_flags() -> None:
     peak = cpu_peak(cores=2, clock_ghz=3.0)
     assert peak.fp32_flop_per_cycle in (8, 32, 64)
@@ -149,6 +178,8 @@ def test_cpu_peak_follows_the_flags() -> None:
 FAST_PATHS: dict[str, tuple[ExecutionOptions, bool]] = {
     "auto (the default)": (ExecutionOptions(), True),
     "fp32 contiguous": (ExecutionOptions(precision="fp32", channels_last=False), True),
+    # What `auto` picks on a CPU for a scene of many windows (a whole tile).
+    "compile (frozen inductor)": (ExecutionOptions(backend="compile"), True),
     "bf16 autocast": (ExecutionOptions(precision="bf16"), False),
     "bf16-full": (ExecutionOptions(precision="bf16-full"), False),
 }
@@ -254,6 +285,7 @@ def test_pipeline_on_and_off_write_identical_outputs(trained_full: Path, tmp_pat
             report["phase_seconds"]
         )
         assert report["execution"]["precision"] == "fp32"
+        assert report["execution"]["backend"] == "eager"  # `auto` on a scene of a few windows
         with rasterio.open(out / "cloudfree.tif") as a, rasterio.open(out / "landcover.tif") as b:
             outputs[pipeline] = (a.read(), b.read())
     assert np.array_equal(outputs[True][0], outputs[False][0])

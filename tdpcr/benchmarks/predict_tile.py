@@ -17,7 +17,10 @@ Method (also written into the JSON):
   by ``product`` (the settings of the config's ``predict`` section), each in a fresh
   subprocess, alternating (today, product, today, ...) so that a change in the machine's other
   load hits both; extra candidate settings can be added as more sides. The ratio of the
-  extrapolated tile times is the speed-up, measured in the same run.
+  extrapolated tile times is the speed-up, measured in the same run. ``backend: auto`` is
+  resolved for the *tile's* window count (a whole tile is compiled, a strip alone would not
+  be), and every run starts with an empty inductor cache: a compiled side's ``a`` holds the
+  compilation a user's first scene pays.
 * **Phases.** ``tdpcr predict`` reports seconds spent reading (GDAL), preparing windows
   (normalisation), in inference, blending (accumulation, quantisation) and writing (GDAL), plus
   the COG conversion; shares are of the side's wall time. With the pipeline on, reading and
@@ -51,7 +54,7 @@ from tdpcr.core.io import write_json_atomic
 from tdpcr.core.runtime import available_cpus
 from tdpcr.core.specs import CLASS_NAMES
 from tdpcr.models import create_model
-from tdpcr.prediction.options import PredictOptions
+from tdpcr.prediction.options import PredictOptions, resolve_backend
 from tdpcr.prediction.windows import WindowPlan
 
 #: Side of a Sentinel-2 L1C / L2A tile at 10 m (100 km).
@@ -85,9 +88,17 @@ def product_options(predict_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def predict_side(spec: dict[str, Any]) -> dict[str, Any]:
-    """``predict_scene`` with ``spec["options"]`` (threads None = torch's default, as before)."""
+    """``predict_scene`` with ``spec["options"]`` (threads None = torch's default, as before).
+
+    ``spec["inductor_cache"]``, if given, is the inductor cache folder of this run.
+    """
     from tdpcr.prediction.engine import predict_scene
 
+    if "inductor_cache" in spec:
+        # An empty inductor cache per run: a compiled side pays the compilation a user's
+        # first scene pays, in every strip alike (a cache warmed by the previous strip would
+        # bend the fit's slope).
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = spec["inductor_cache"]
     options = dict(spec["options"])
     legacy_threads = options.pop("threads", "auto") is None
     if legacy_threads:
@@ -105,6 +116,18 @@ def predict_side(spec: dict[str, Any]) -> dict[str, Any]:
         "runtime": result.runtime,
         "device": result.device,
     }
+
+
+def for_the_tile(options: dict[str, Any], windows: int) -> dict[str, Any]:
+    """``options`` with ``backend: auto`` replaced by what it picks for a tile of ``windows``.
+
+    The strips have fewer windows than the tile, and ``auto`` decides by the scene's count:
+    the strips must run the way the whole tile would.
+    """
+    if options.get("backend", "auto") != "auto":
+        return dict(options)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {**options, "backend": resolve_backend("auto", device, windows)}
 
 
 def tile_windows(side: int, window: int, overlap: int, divisor: int = 16) -> int:
@@ -195,6 +218,10 @@ def run_predict_tile_benchmark(
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     names = list(sides)
+    window = int(sides[names[0]].get("window", 256))
+    overlap = int(sides[names[0]].get("overlap", 64))
+    n_tile = tile_windows(tile_width, window, overlap)
+    sides = {name: for_the_tile(options, n_tile) for name, options in sides.items()}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     try:
         t0 = time.perf_counter()
@@ -211,6 +238,7 @@ def run_predict_tile_benchmark(
                         "checkpoint": str(checkpoint),
                         "out": str(workdir / f"out-{name}"),
                         "options": sides[name],
+                        "inductor_cache": str(workdir / f"inductor-{len(runs[name])}-{name}"),
                     }
                     run = run_side(predict_side, spec)
                     shutil.rmtree(workdir / f"out-{name}", ignore_errors=True)
@@ -220,14 +248,11 @@ def run_predict_tile_benchmark(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    window = int(sides[names[0]].get("window", 256))
-    overlap = int(sides[names[0]].get("overlap", 64))
     full = {**model_kwargs, "pgf_mode": "both", "num_classes": len(CLASS_NAMES)}
     _, macs = count_params_macs(
         create_model("tdpcr", **full),
         (torch.rand(1, 13, window, window), torch.rand(1, 2, window, window)),
     )
-    n_tile = tile_windows(tile_width, window, overlap)
     threads = available_cpus()
     peak = cpu_peak(cores=threads)
     tile_pixels = tile_width * tile_width
@@ -272,7 +297,9 @@ def run_predict_tile_benchmark(
             f"full-width strips ({tile_width} px) of {list(strip_heights)} rows, mosaicked "
             "from one synthetic scene; per side wall time (fresh subprocess: imports excluded, "
             "model load, reads, inference, blending, writes and COG copies included) fitted as "
-            "a + b * windows and evaluated at the tile's window count; peak RSS = VmHWM of the "
+            "a + b * windows and evaluated at the tile's window count (backend auto resolved "
+            "for the tile's window count; a compiled side starts each run with an empty "
+            "inductor cache, so its warm-up is in a); peak RSS = VmHWM of the "
             "full-width strips (memory grows with width only, so it is the tile's); sides "
             "alternate per strip; GFLOP/s = 2 x fvcore MACs per window x windows / inference "
             "seconds of the largest strip"

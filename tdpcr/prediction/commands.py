@@ -108,15 +108,15 @@ def _defaults():
 
 def add_execution_options(parser: argparse.ArgumentParser) -> None:
     """How the model runs: precision, memory format, backend, I/O threads, allocator."""
-    from tdpcr.prediction.options import BACKENDS, PRECISIONS
+    from tdpcr.prediction.options import AUTO_COMPILE_MIN_WINDOWS, BACKENDS, PRECISIONS
 
     defaults = _defaults()
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
         default=defaults.precision,
-        help="auto = bf16 on CUDA and on CPUs with native bf16 (AVX-512-BF16, AMX), else "
-        f"fp32 (default {defaults.precision})",
+        help="auto = bf16 on CUDA, fp32 on CPUs (there bf16 changed more land-cover pixels "
+        f"than the accuracy guard allows) (default {defaults.precision})",
     )
     parser.add_argument(
         "--channels-last",
@@ -128,8 +128,9 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default=defaults.backend,
-        help="eager PyTorch, or torch.compile (a warm-up, cached on disk, that pays off on "
-        f"large scenes) (default {defaults.backend})",
+        help="eager PyTorch, or torch.compile with frozen weights (a warm-up of about a "
+        "minute, that pays off on large scenes); auto = compile on a CPU for scenes of at "
+        f"least {AUTO_COMPILE_MIN_WINDOWS} windows (default {defaults.backend})",
     )
     parser.add_argument(
         "--pipeline",

@@ -42,7 +42,7 @@ from tdpcr.core.specs import S2_BANDS, S2_LEVEL, quality_band_names
 from tdpcr.models import create_model_from
 from tdpcr.prediction.execution import ModelRunner
 from tdpcr.prediction.inputs import OpenInputs, open_inputs, read_row_strip, window_batch
-from tdpcr.prediction.options import ExecutionOptions, PredictOptions
+from tdpcr.prediction.options import ExecutionOptions, PredictOptions, resolve_backend
 from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
 from tdpcr.prediction.stac import write_item
 from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_options
@@ -118,10 +118,18 @@ class Predictor:
 
     runner: ModelRunner | None = field(default=None, repr=False)
 
-    def prepare(self, execution: ExecutionOptions) -> ModelRunner:
-        """Set how the model runs (precision, memory format, backend); kept until changed."""
-        if self.runner is None or self.runner.options != execution:
-            self.runner = ModelRunner(self.model, self.device, execution)
+    def prepare(self, execution: ExecutionOptions, windows: int | None = None) -> ModelRunner:
+        """Set how the model runs (precision, memory format, backend); kept until changed.
+
+        ``windows``: of the scene to come, for ``backend: auto``.
+        """
+        runner = self.runner
+        if (
+            runner is None
+            or runner.options != execution
+            or (runner.backend != resolve_backend(execution.backend, self.device.type, windows))
+        ):
+            self.runner = ModelRunner(self.model, self.device, execution, windows)
         return self.runner
 
     def __call__(
@@ -292,7 +300,6 @@ def predict_scene(
     check_window_options(
         options.window, options.overlap, options.batch_size, predictor.size_divisor
     )
-    predictor.prepare(options.execution)
     if options.write_prompt and predictor.prompt_channels is None:
         raise TdpcrError(
             f"--prompt: the checkpoint {predictor.checkpoint or predictor.model_name} has no "
@@ -369,6 +376,7 @@ def _run(
     grid = inputs.grid
     height, width = grid.height, grid.width
     plan = WindowPlan.make(height, width, options.window, options.overlap, predictor.size_divisor)
+    predictor.prepare(options.execution, windows=plan.count)
     n_img = predictor.image_channels
     n_cls = predictor.num_classes or 0
     n_prm = (predictor.prompt_channels or 0) if options.write_prompt else 0
