@@ -36,7 +36,9 @@ class LayerNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        # normalized_shape from the weight, not the input: the same (C,), and a constant for
+        # tracing exporters (torch.onnx's TorchScript path fails on a shape read from x).
+        y = F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
 
 
