@@ -151,10 +151,12 @@ def test_predictor_prepares_the_backend_for_the_scene(trained_full: Path) -> Non
     predictor = load_predictor(trained_full, force_cpu=True)
     small = predictor.prepare(ExecutionOptions(), windows=4)
     assert small.backend == "eager"
-    large = predictor.prepare(ExecutionOptions(), windows=AUTO_COMPILE_MIN_WINDOWS)
+    auto = ExecutionOptions(backend="auto")
+    assert predictor.prepare(auto, windows=4).backend == "eager"
+    large = predictor.prepare(auto, windows=AUTO_COMPILE_MIN_WINDOWS)
     assert large is not small and large.description["backend"] == "compile"
     assert large.description["backend_requested"] == "auto"
-    assert predictor.prepare(ExecutionOptions(), windows=5000) is large  # kept
+    assert predictor.prepare(auto, windows=5000) is large  # kept
 
 
 def test_cpu_peak_follows_the_flags() -> None:
@@ -178,7 +180,7 @@ def test_cpu_peak_follows_the_flags() -> None:
 FAST_PATHS: dict[str, tuple[ExecutionOptions, bool]] = {
     "auto (the default)": (ExecutionOptions(), True),
     "fp32 contiguous": (ExecutionOptions(precision="fp32", channels_last=False), True),
-    # What `auto` picks on a CPU for a scene of many windows (a whole tile).
+    # What `--backend auto` picks on a CPU for a scene of many windows (a whole tile).
     "compile (frozen inductor)": (ExecutionOptions(backend="compile"), True),
     "bf16 autocast": (ExecutionOptions(precision="bf16"), False),
     "bf16-full": (ExecutionOptions(precision="bf16-full"), False),
@@ -285,7 +287,7 @@ def test_pipeline_on_and_off_write_identical_outputs(trained_full: Path, tmp_pat
             report["phase_seconds"]
         )
         assert report["execution"]["precision"] == "fp32"
-        assert report["execution"]["backend"] == "eager"  # `auto` on a scene of a few windows
+        assert report["execution"]["backend"] == "eager"
         with rasterio.open(out / "cloudfree.tif") as a, rasterio.open(out / "landcover.tif") as b:
             outputs[pipeline] = (a.read(), b.read())
     assert np.array_equal(outputs[True][0], outputs[False][0])

@@ -16,10 +16,12 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "bf16-full")
 #: ``--backend`` values (``auto``: see :func:`resolve_backend`).
 BACKENDS: tuple[str, ...] = ("auto", "eager", "compile")
 #: Scenes of at least this many windows get ``torch.compile`` under ``backend: auto`` on a
-#: CPU. Measured at paper size on 2 Zen 5 cores (issue 17): frozen inductor takes 2.16 s per
-#: batch of 8 windows against eager's 2.98 s (0.10 s less per window), for a compilation of
-#: 87 s with an empty inductor cache and 49 s with a warm one; it pays off from ~500-850
-#: windows (a 4500-6000 px square scene), and a whole tile has 3249.
+#: CPU. Measured at paper size on 2 Zen 5 cores (issue 17): alone, frozen inductor took 2.16 s
+#: per batch of 8 windows against eager's 2.98 s (0.10 s less per window), for a compilation
+#: of 87 s with an empty inductor cache and 49 s with a warm one, which pays off from ~500-850
+#: windows (a whole tile has 3249). Inside ``tdpcr predict`` the whole-tile benchmark did not
+#: confirm the gain (36.6 vs 34.3 min extrapolated, within its noise), so ``auto`` is offered,
+#: not the default.
 AUTO_COMPILE_MIN_WINDOWS = 1000
 
 
@@ -29,7 +31,7 @@ class ExecutionOptions:
 
     precision: str = "auto"
     channels_last: bool = True
-    backend: str = "auto"
+    backend: str = "eager"
 
     def check(self) -> None:
         """Refuse unknown values (one line, TdpcrError)."""
@@ -105,7 +107,7 @@ class PredictOptions:
     tracking_uri: str | None = None
     precision: str = "auto"
     channels_last: bool = True
-    backend: str = "auto"
+    backend: str = "eager"
     pipeline: bool = True
     malloc_reuse: bool = True
 
