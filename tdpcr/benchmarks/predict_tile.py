@@ -51,7 +51,7 @@ from tdpcr.benchmarks.scenes import benchmark_scene
 from tdpcr.benchmarks.sides import run_side
 from tdpcr.core.hardware import cpu_peak
 from tdpcr.core.io import write_json_atomic
-from tdpcr.core.runtime import available_cpus
+from tdpcr.core.runtime import available_cpus, select_device
 from tdpcr.core.specs import CLASS_NAMES
 from tdpcr.models import create_model
 from tdpcr.prediction.options import PredictOptions, resolve_backend
@@ -124,10 +124,11 @@ def for_the_tile(options: dict[str, Any], windows: int) -> dict[str, Any]:
     The strips have fewer windows than the tile, and ``auto`` decides by the scene's count:
     the strips must run the way the whole tile would.
     """
-    if options.get("backend", "auto") != "auto":
+    if options.get("backend", PredictOptions.backend) != "auto":
         return dict(options)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {**options, "backend": resolve_backend("auto", device, windows)}
+    # The device predict_scene will pick (load_predictor goes through select_device too).
+    device = select_device(options.get("force_cpu", PredictOptions.force_cpu))
+    return {**options, "backend": resolve_backend("auto", device.type, windows)}
 
 
 def tile_windows(side: int, window: int, overlap: int, divisor: int = 16) -> int:

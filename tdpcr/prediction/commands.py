@@ -128,8 +128,8 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default=defaults.backend,
-        help="eager PyTorch, or torch.compile with frozen weights (a warm-up of about a "
-        "minute, that pays off on large scenes); auto = compile on a CPU for scenes of at "
+        help="eager PyTorch, or torch.compile with frozen weights (a warm-up of 1-2 "
+        "minutes, that pays off on large scenes); auto = compile on a CPU for scenes of at "
         f"least {AUTO_COMPILE_MIN_WINDOWS} windows (default {defaults.backend})",
     )
     parser.add_argument(

@@ -124,11 +124,8 @@ class Predictor:
         ``windows``: of the scene to come, for ``backend: auto``.
         """
         runner = self.runner
-        if (
-            runner is None
-            or runner.options != execution
-            or (runner.backend != resolve_backend(execution.backend, self.device.type, windows))
-        ):
+        backend = resolve_backend(execution.backend, self.device.type, windows)
+        if runner is None or runner.options != execution or runner.backend != backend:
             self.runner = ModelRunner(self.model, self.device, execution, windows)
         return self.runner
 

@@ -17,8 +17,8 @@ and a ``tdpcr predict`` flag:
   weights), or ``auto`` (:func:`~tdpcr.prediction.options.resolve_backend`: compile on a CPU
   for scenes of many windows). Freezing lets inductor treat the weights as constants: it
   prepacks them for oneDNN's convolutions and fuses the layer norms, gates and residual
-  additions between them, which is what made it faster than eager alone (1.38x per batch at
-  paper size; without freezing compiled was no faster), though not measurably inside a
+  additions between them, which is what made it faster than eager alone (1.23-1.38x per batch
+  at paper size; without freezing compiled was no faster), though not measurably inside a
   whole ``tdpcr predict`` here (issue 17). Compiling costs a warm-up (~1.5 min
   on a 2-core CPU, about half of it with inductor's on-disk cache warm) and pays off on
   large scenes only; batches are padded to one shape so it compiles once. The compiled
