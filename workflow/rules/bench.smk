@@ -28,8 +28,8 @@ rule bench_tiling:
         size=config["bench"]["tiling_scene_size"],
         seed=config["bench"]["seed"],
     shell:
-        "tdpcr bench tiling --out {output} --size {params.size} --seed {params.seed}"
-        " --workdir results/bench/tiling-work --workers {threads} > {log} 2>&1"
+        "tdpcr bench tiling --out {output:q} --size {params.size:q} --seed {params.seed:q}"
+        " --workdir results/bench/tiling-work --workers {threads} > {log:q} 2>&1"
 
 
 rule bench_inference:
@@ -46,7 +46,7 @@ rule bench_inference:
         mem_mb=8000,
         runtime=30,
     shell:
-        "tdpcr bench inference --out {output} > {log} 2>&1"
+        "tdpcr bench inference --out {output:q} > {log:q} 2>&1"
 
 
 rule bench_training:
@@ -68,8 +68,8 @@ rule bench_training:
     params:
         config_digest=config_digest("models", "train"),
     shell:
-        "tdpcr bench training --config {input.config} --store {input.store} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        "tdpcr bench training --config {input.config:q} --store {input.store:q} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule bench_predict_tile:
@@ -90,8 +90,8 @@ rule bench_predict_tile:
     params:
         config_digest=config_digest("predict", "bench"),
     shell:
-        "tdpcr bench predict-tile --config {input} --out {output}"
-        " --workdir results/bench/predict-tile-work > {log} 2>&1"
+        "tdpcr bench predict-tile --config {input:q} --out {output:q}"
+        " --workdir results/bench/predict-tile-work > {log:q} 2>&1"
 
 
 rule bench_scaling:
@@ -113,5 +113,5 @@ rule bench_scaling:
     params:
         config_digest=config_digest("models", "predict", "bench"),
     shell:
-        "tdpcr bench scaling --config {input} --out {output.json} --figure {output.figure}"
-        " --workers {threads} --workdir results/bench/scaling-work > {log} 2>&1"
+        "tdpcr bench scaling --config {input:q} --out {output.json:q} --figure {output.figure:q}"
+        " --workers {threads} --workdir results/bench/scaling-work > {log:q} 2>&1"

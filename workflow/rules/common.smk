@@ -21,6 +21,19 @@ except ConfigError as err:
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 
 LOGS = "results/logs"
+
+
+def argv(items):
+    """Command-line arguments as a list of strings, one item per argument.
+
+    Rules put them into `shell:` commands as `{params.name:q}`, which quotes every item on its
+    own (shlex), and quote every path (`{input:q}`, `{output:q}`, `{log:q}`): a config value
+    (a dataset root, a split file, a product path, a URI) is then always one argument, never
+    shell syntax, and a path with spaces stays one path. tests/test_shell_safety.py checks it.
+    """
+    return [str(item) for item in items]
+
+
 #: The MLflow store jobs use ($MLFLOW_TRACKING_URI, else `tracking.uri`, else the default).
 TRACKING_URI = resolve_uri(config["tracking"]["uri"])
 
@@ -100,22 +113,23 @@ def source_root(wildcards):
 
 
 def tiling_options(wildcards):
-    """`tdpcr tile` options from the `tiling` section."""
+    """`tdpcr tile` arguments from the `tiling` section, one list item per argument."""
     tiling = config["tiling"]
     options = [
-        f"--patch-size {tiling['patch_size']}",
-        f"--shard-patches {tiling['shard_patches']}",
-        f"--split-seed {tiling['split_seed']}",
-        f"--split-method {tiling['split_method']}",
-        "--split-fractions " + " ".join(str(f) for f in tiling["split_fractions"]),
+        *("--patch-size", tiling["patch_size"]),
+        *("--shard-patches", tiling["shard_patches"]),
+        *("--split-seed", tiling["split_seed"]),
+        *("--split-method", tiling["split_method"]),
+        "--split-fractions",
+        *tiling["split_fractions"],
     ]
     if tiling["stride"]:
-        options.append(f"--stride {tiling['stride']}")
+        options += ["--stride", tiling["stride"]]
     if tiling["split_from"]:
-        options.append(f"--split-from {tiling['split_from']}")
+        options += ["--split-from", tiling["split_from"]]
     if tiling["skip_incomplete"]:
         options.append("--skip-incomplete")
-    return " ".join(options)
+    return argv(options)
 
 
 #: Every trainable variant (the `train` rule's wildcard).
@@ -132,8 +146,13 @@ def train_launcher(wildcards):
     """`torchrun` for several GPUs per training job, nothing for one."""
     gpus = config["train"]["gpus_per_job"]
     if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node={gpus} --no-python"
-    return ""
+        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "--no-python"]
+    return []
+
+
+def init_option(wildcards, input):
+    """`--init FOLDER` of `tdpcr train` for a variant that starts from another's checkpoint."""
+    return argv(["--init", Path(input.init[0]).parent]) if input.init else []
 
 
 def model_outputs(variants):
@@ -179,19 +198,21 @@ def table_inputs(wildcards):
 def uncertainty_options():
     """Bootstrap options of `tdpcr table` and `tdpcr claims` from the `evaluation` section."""
     evaluation = config["evaluation"]
-    return (
-        f"--resamples {evaluation['bootstrap_resamples']}"
-        f" --bootstrap-seed {evaluation['bootstrap_seed']}"
-        f" --confidence {evaluation['confidence']}"
+    return argv(
+        [
+            *("--resamples", evaluation["bootstrap_resamples"]),
+            *("--bootstrap-seed", evaluation["bootstrap_seed"]),
+            *("--confidence", evaluation["confidence"]),
+        ]
     )
 
 
 def table_options(wildcards, input):
     """`tdpcr table` arguments for the inputs of `table_inputs`."""
-    options = "--evals " + " ".join(f"'{path}'" for path in input.evals)
+    options = ["--evals", *input.evals]
     if "complexity" in input.keys():
-        options += f" --complexity {input.complexity}"
-    return f"{options} {uncertainty_options()}"
+        options += ["--complexity", input.complexity]
+    return argv([*options, *uncertainty_options()])
 
 
 def claim_evals():
@@ -243,7 +264,7 @@ def sweep_sets(wildcards):
         "train.lambda_seg": seg,
         "train.seed": seed,
     }
-    return " ".join(f"--set {key}={value}" for key, value in keys.items())
+    return argv(token for key, value in keys.items() for token in ("--set", f"{key}={value}"))
 
 
 SEEDS = config["seeds"]["extra"]
@@ -277,18 +298,17 @@ def seed_table_options(wildcards, input):
         ",".join(f"results/seeds/seed{seed}/eval/{m}.json" for m in table_methods(wildcards.table))
         for seed in SEEDS
     ]
-    return f"{table_options(wildcards, input)} --seed-evals {' '.join(groups)}"
+    return [*table_options(wildcards, input), "--seed-evals", *groups]
 
 
 def predict_input_options(entry):
     """The `tdpcr predict` options of one `predict.inputs` entry (schema defaults filled)."""
-    options = [f"--s1-units {entry['s1_units']}"]
+    options = ["--s1-units", entry["s1_units"]]
     if entry["s2_offset"] is not None:
-        options.append(f"--s2-offset {entry['s2_offset']}")
+        options += ["--s2-offset", entry["s2_offset"]]
     if entry["bbox"] is not None:
-        options.append("--bbox " + " ".join(str(v) for v in entry["bbox"]))
-        options.append(f"--bbox-crs {entry['bbox_crs']}")
-    return " ".join(options)
+        options += ["--bbox", *entry["bbox"], "--bbox-crs", entry["bbox_crs"]]
+    return argv(options)
 
 
 # --- Prediction stage ---
@@ -303,14 +323,14 @@ def predict_checkpoint_inputs(wildcards):
 def predict_checkpoint(wildcards, input):
     """`--checkpoint` of `tdpcr predict`: the MLflow model URI, or the checkpoint folder."""
     if config["predict"]["model_uri"]:
-        return f"{config['predict']['model_uri']} --tracking-uri {TRACKING_URI}"
-    return Path(input.meta).parent
+        return argv([config["predict"]["model_uri"], "--tracking-uri", TRACKING_URI])
+    return str(Path(input.meta).parent)
 
 
 def execution_flags(section):
     """`tdpcr predict` flags of the model-execution keys of a config section (`predict`)."""
-    flags = [f"--precision {section['precision']}", f"--backend {section['backend']}"]
+    flags = ["--precision", section["precision"], "--backend", section["backend"]]
     for key in ("channels_last", "pipeline", "malloc_reuse"):
         flag = key.replace("_", "-")
         flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
-    return " ".join(flags)
+    return argv(flags)

@@ -18,8 +18,8 @@ if SYNTHETIC_ROOT:
             size=config["synthetic"]["size"],
             seed=config["synthetic"]["seed"],
         shell:
-            "tdpcr synth --out {output} --scenes {params.scenes} --size {params.size}"
-            " --seed {params.seed} > {log} 2>&1"
+            "tdpcr synth --out {output:q} --scenes {params.scenes:q} --size {params.size:q}"
+            " --seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule tile:
@@ -41,5 +41,5 @@ rule tile:
         source=lambda wildcards: dataset_entry(wildcards.dataset)["source"],
         options=tiling_options,
     shell:
-        "tdpcr tile --source {params.source} --root {input.root} --out {output}"
-        " {params.options} --workers {threads} > {log} 2>&1"
+        "tdpcr tile --source {params.source:q} --root {input.root:q} --out {output:q}"
+        " {params.options:q} --workers {threads} > {log:q} 2>&1"

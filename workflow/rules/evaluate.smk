@@ -26,8 +26,8 @@ rule evaluate:
     params:
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
-        "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
-        " --store {input.store} --models results/models --out {output:q}"
+        "tdpcr evaluate --config {input.config:q} --method {wildcards.method:q}"
+        " --store {input.store:q} --models results/models --out {output:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
@@ -45,7 +45,7 @@ rule table:
     params:
         options=table_options,
     shell:
-        "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
+        "tdpcr table {wildcards.table:q} {params.options:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -60,7 +60,7 @@ rule claims:
     params:
         options=uncertainty_options(),
     shell:
-        "tdpcr claims --evals {input.evals:q} --out {output} {params.options} > {log} 2>&1"
+        "tdpcr claims --evals {input.evals:q} --out {output:q} {params.options:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -85,9 +85,9 @@ rule figures:
     params:
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
-        "tdpcr figures --config {input.config} --store {input.store} --models results/models"
-        " --fig3 {output.fig3} --fig4 {output.fig4} --fig5 {output.fig5}"
-        " --threads {threads} > {log} 2>&1"
+        "tdpcr figures --config {input.config:q} --store {input.store:q} --models results/models"
+        " --fig3 {output.fig3:q} --fig4 {output.fig4:q} --fig5 {output.fig5:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule training_curves:
@@ -104,8 +104,8 @@ rule training_curves:
     params:
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
-        "tdpcr training-curves --config {input.config} --models results/models"
-        " --out {output} > {log} 2>&1"
+        "tdpcr training-curves --config {input.config:q} --models results/models"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule pgf_figure:
@@ -118,7 +118,7 @@ rule pgf_figure:
     conda:
         "../../envs/tdpcr.yaml"
     shell:
-        "tdpcr pgf-figure --evals {input.evals:q} --out {output} > {log} 2>&1"
+        "tdpcr pgf-figure --evals {input.evals:q} --out {output:q} > {log:q} 2>&1"
 
 
 # Records each TDP-CR method's grid ratio and verdict; exits 0 on a failed check, so the
@@ -133,4 +133,4 @@ rule grid_check:
     conda:
         "../../envs/tdpcr.yaml"
     shell:
-        "tdpcr grid-check --evals {input.evals:q} --out {output} > {log} 2>&1"
+        "tdpcr grid-check --evals {input.evals:q} --out {output:q} > {log:q} 2>&1"

@@ -15,4 +15,4 @@ rule complexity:
     params:
         config_digest=config_digest("models"),
     shell:
-        "tdpcr complexity --config {input} --out {output} > {log} 2>&1"
+        "tdpcr complexity --config {input:q} --out {output:q} > {log:q} 2>&1"

@@ -76,11 +76,11 @@ if PREDICT_INPUTS:
             batch_size=PREDICT["batch_size"],
             execution=execution_flags(PREDICT),
         shell:
-            "tdpcr predict --optical {input.optical} --sar {input.sar}"
-            " --checkpoint {params.checkpoint} --out {params.out} {params.options}"
-            " --window {params.window} --overlap {params.overlap}"
-            " --batch-size {params.batch_size} --threads {threads} {params.execution}"
-            " --quiet > {log} 2>&1"
+            "tdpcr predict --optical {input.optical:q} --sar {input.sar:q}"
+            " --checkpoint {params.checkpoint:q} --out {params.out:q} {params.options:q}"
+            " --window {params.window:q} --overlap {params.overlap:q}"
+            " --batch-size {params.batch_size:q} --threads {threads} {params.execution:q}"
+            " --quiet > {log:q} 2>&1"
 
 
 if SYNTHETIC_ROOT:
@@ -113,10 +113,10 @@ if SYNTHETIC_ROOT:
             batch_size=PREDICT["batch_size"],
             execution=execution_flags(PREDICT),
         shell:
-            "tdpcr predict --optical {params.optical} --sar {params.sar}"
-            " --checkpoint {params.checkpoint} --out {params.out} --window {params.window}"
-            " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
-            " {params.execution} --quiet > {log} 2>&1"
+            "tdpcr predict --optical {params.optical:q} --sar {params.sar:q}"
+            " --checkpoint {params.checkpoint:q} --out {params.out:q} --window {params.window:q}"
+            " --overlap {params.overlap:q} --batch-size {params.batch_size:q} --threads {threads}"
+            " {params.execution:q} --quiet > {log:q} 2>&1"
 
 
 rule bench_predict:
@@ -141,7 +141,7 @@ rule bench_predict:
         overlap=PREDICT["overlap"],
         batch_size=PREDICT["batch_size"],
     shell:
-        "tdpcr bench predict --out {output} --size {params.size} --seed {params.seed}"
-        " --config {input} --workdir results/bench/predict-work --window {params.window}"
-        " --overlap {params.overlap} --batch-size {params.batch_size} --threads {threads}"
-        " > {log} 2>&1"
+        "tdpcr bench predict --out {output:q} --size {params.size:q} --seed {params.seed:q}"
+        " --config {input:q} --workdir results/bench/predict-work --window {params.window:q}"
+        " --overlap {params.overlap:q} --batch-size {params.batch_size:q} --threads {threads}"
+        " > {log:q} 2>&1"

@@ -31,9 +31,9 @@ rule synthetic_realism:
     conda:
         "../../envs/tdpcr.yaml"
     params:
-        realdata=(f"--realdata {REALDATA_ROOT.resolve()}" if REALDATA_ROOT.exists() else ""),
+        realdata=argv(["--realdata", REALDATA_ROOT.resolve()]) if REALDATA_ROOT.exists() else [],
     shell:
-        "tdpcr realism --synthetic {input.scenes} {params.realdata}"
-        " --eval-clear {input.eval_clear} --eval-cloudy {input.eval_cloudy}"
-        " --eval-sar {input.eval_sar}"
-        " --out {output.json} --figure {output.figure} > {log} 2>&1"
+        "tdpcr realism --synthetic {input.scenes:q} {params.realdata:q}"
+        " --eval-clear {input.eval_clear:q} --eval-cloudy {input.eval_cloudy:q}"
+        " --eval-sar {input.eval_sar:q}"
+        " --out {output.json:q} --figure {output.figure:q} > {log:q} 2>&1"

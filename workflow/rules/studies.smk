@@ -29,9 +29,9 @@ rule sweep_phase2_train:
         sets=sweep_sets,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
-        "tdpcr train --config {input.config} --variant tdpcr-full --store {input.store}"
-        " --out results/sweeps/phase2/{wildcards.point}/tdpcr-full --init results/models/tdpcr-cr"
-        " {params.sets} --threads {threads} --quiet > {log} 2>&1"
+        "tdpcr train --config {input.config:q} --variant tdpcr-full --store {input.store:q}"
+        " --out results/sweeps/phase2/{wildcards.point:q}/tdpcr-full --init results/models/tdpcr-cr"
+        " {params.sets:q} --threads {threads} --quiet > {log:q} 2>&1"
 
 
 rule sweep_phase2_evaluate:
@@ -49,9 +49,9 @@ rule sweep_phase2_evaluate:
         "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     shell:
-        "tdpcr evaluate --config {input.config} --method tdpcr-full --store {input.store}"
-        " --models results/sweeps/phase2/{wildcards.point} --split val --out {output}"
-        " --threads {threads} --no-tracking > {log} 2>&1"
+        "tdpcr evaluate --config {input.config:q} --method tdpcr-full --store {input.store:q}"
+        " --models results/sweeps/phase2/{wildcards.point:q} --split val --out {output:q}"
+        " --threads {threads} --no-tracking > {log:q} 2>&1"
 
 
 rule sweep_phase2:
@@ -65,8 +65,8 @@ rule sweep_phase2:
     conda:
         "../../envs/tdpcr.yaml"
     shell:
-        "tdpcr sweep-table --evals {input:q} --out {output.csv} --figure {output.figure}"
-        " > {log} 2>&1"
+        "tdpcr sweep-table --evals {input:q} --out {output.csv:q} --figure {output.figure:q}"
+        " > {log:q} 2>&1"
 
 
 rule seed_train:
@@ -92,12 +92,12 @@ rule seed_train:
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
     params:
-        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        init=init_option,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
-        "tdpcr train --config {input.config} --variant {wildcards.variant} --store {input.store}"
-        " --out results/seeds/seed{wildcards.seed}/models/{wildcards.variant} {params.init}"
-        " --set train.seed={wildcards.seed} --threads {threads} --quiet > {log} 2>&1"
+        "tdpcr train --config {input.config:q} --variant {wildcards.variant:q} --store {input.store:q}"
+        " --out results/seeds/seed{wildcards.seed:q}/models/{wildcards.variant:q} {params.init:q}"
+        " --set train.seed={wildcards.seed:q} --threads {threads} --quiet > {log:q} 2>&1"
 
 
 rule seed_evaluate:
@@ -116,8 +116,8 @@ rule seed_evaluate:
         "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
     shell:
-        "tdpcr evaluate --config {input.config} --method {wildcards.method:q}"
-        " --store {input.store} --models results/seeds/seed{wildcards.seed}/models"
+        "tdpcr evaluate --config {input.config:q} --method {wildcards.method:q}"
+        " --store {input.store:q} --models results/seeds/seed{wildcards.seed:q}/models"
         " --out {output:q} --threads {threads} --no-tracking > {log:q} 2>&1"
 
 
@@ -135,7 +135,7 @@ rule seed_table:
     params:
         options=seed_table_options,
     shell:
-        "tdpcr table {wildcards.table} {params.options} --out {output} > {log} 2>&1"
+        "tdpcr table {wildcards.table:q} {params.options:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule seed_claims:
@@ -152,7 +152,7 @@ rule seed_claims:
     params:
         options=uncertainty_options(),
     shell:
-        "tdpcr claims --evals {input:q} --out {output} {params.options} > {log} 2>&1"
+        "tdpcr claims --evals {input:q} --out {output:q} {params.options:q} > {log:q} 2>&1"
 
 
 rule seeds:

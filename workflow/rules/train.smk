@@ -14,7 +14,7 @@ rule tracking_store:
     params:
         config_digest=config_digest("name", "tracking"),
     shell:
-        "tdpcr tracking-init --config {input} --out {output} > {log} 2>&1"
+        "tdpcr tracking-init --config {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -41,9 +41,9 @@ rule train:
         mem_mb=config["train"]["mem_mb"],
     params:
         config_digest=config_digest(*MODEL_SECTIONS),
-        init=lambda wildcards, input: f"--init {Path(input.init[0]).parent}" if input.init else "",
+        init=init_option,
         launcher=train_launcher,
     shell:
-        "{params.launcher} tdpcr train --config {input.config} --variant {wildcards.variant}"
-        " --store {input.store} --out results/models/{wildcards.variant} {params.init}"
-        " --threads {threads} --quiet > {log} 2>&1"
+        "{params.launcher:q} tdpcr train --config {input.config:q} --variant {wildcards.variant:q}"
+        " --store {input.store:q} --out results/models/{wildcards.variant:q} {params.init:q}"
+        " --threads {threads} --quiet > {log:q} 2>&1"
