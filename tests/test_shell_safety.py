@@ -9,6 +9,7 @@ on such paths and run none of the embedded commands.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -155,3 +156,25 @@ def test_predicting_products_named_with_shell_syntax_runs_nothing_else(
     item = (workdir / target).read_text()
     assert "cloudfree.tif" in item
     assert pwned(tmp_path) == []
+
+
+def shell_placeholders(smk: Path) -> list[str]:
+    """The ``{...}`` placeholders of every ``shell:`` command in a rule file."""
+    found, in_shell = [], False
+    for line in smk.read_text().splitlines():
+        if line.strip() == "shell:":
+            in_shell = True
+        elif in_shell and line.strip().startswith('"'):
+            found += re.findall(r"\{([^{}]*)\}", line)
+        else:
+            in_shell = False
+    return found
+
+
+def test_every_rule_quotes_what_it_puts_into_a_shell_command() -> None:
+    """A new rule cannot paste a path or option unquoted: only `{threads}` (an int) may be."""
+    rule_files = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+    placeholders = [(smk.name, p) for smk in rule_files for p in shell_placeholders(smk)]
+    assert len(placeholders) > 50  # the scan sees the rules' commands
+    unquoted = [(name, p) for name, p in placeholders if p != "threads" and not p.endswith(":q")]
+    assert unquoted == []
