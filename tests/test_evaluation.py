@@ -216,6 +216,9 @@ def test_multistage_evaluation_logs_into_both_runs(
     result = evaluate_method(config, "dsen2cr+segformer-clear", scene_store, models, out)
     # CR is Table I's dsen2cr row
     assert set(result["metrics"]) == set(SEG_METRICS) | set(CLASS_IOU)
+    # Steps from random initialisation, per model: a reconstructor at N, then a SegFormer at N.
+    assert result["train_steps"] == "2;2"
+    assert [result["models"][v]["train_steps"] for v in ("dsen2cr", "segformer-clear")] == [2, 2]
     runs = _runs(config)
     ids = [runs["dsen2cr"].info.run_id, runs["segformer-clear"].info.run_id]
     assert result["mlflow_run_id"] == ";".join(ids)

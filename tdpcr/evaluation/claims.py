@@ -176,6 +176,8 @@ COLUMNS: tuple[str, ...] = (
     "metric",
     "better",
     "worse",
+    "better_steps",
+    "worse_steps",
     "difference",
     "ci_low",
     "ci_high",
@@ -298,6 +300,8 @@ def evaluate_claim(
     return {
         **row,
         "worse": worse,
+        "better_steps": evaluations[claim.better].get("train_steps", ""),
+        "worse_steps": evaluations[worse].get("train_steps", ""),
         "difference": round(interval.value, 4),
         "ci_low": round(interval.low, 4),
         "ci_high": round(interval.high, 4),

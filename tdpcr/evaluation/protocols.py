@@ -44,7 +44,7 @@ from tdpcr.evaluation.methods import PGF_METHODS, Method, get_method
 from tdpcr.evaluation.pgf import PGFMeter
 from tdpcr.evaluation.spectrum import SpectrumMeter
 from tdpcr.models import create_model_from
-from tdpcr.training.variants import get_variant, model_kwargs
+from tdpcr.training.variants import get_variant, model_kwargs, steps_from_scratch
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,13 @@ def summarise(method: Method, scores: Scores) -> tuple[dict, dict, dict]:
     return metrics, per_class, per_patch
 
 
+def _train_steps(meta: CheckpointMeta) -> int | None:
+    """Optimizer steps behind a checkpoint from random initialisation, by the step rule of the
+    config it was trained with (None for a checkpoint without one)."""
+    steps = meta.config.get("train", {}).get("steps")
+    return steps_from_scratch(get_variant(meta.variant), steps) if steps else None
+
+
 def _model_info(
     models_dir: Path, metas: Mapping[str, CheckpointMeta], target: tuple[str, str] | None
 ) -> dict[str, dict[str, Any]]:
@@ -230,6 +237,7 @@ def _model_info(
         info[name] = {
             "checkpoint": str(Path(models_dir) / name / "model.safetensors"),
             "step": meta.step,
+            "train_steps": _train_steps(meta),
             "config_hash": config_hash,
             "mlflow_run_id": run_id or "",
             "validation": meta.metrics,
@@ -332,6 +340,8 @@ def evaluate_method(
         "per_class_iou": per_class,
         "psnr_capped_images": scores.reconstruction.num_capped if method.scores_cr else 0,
         "models": model_info,
+        # Steps from random initialisation of each model, in the order of `variants`.
+        "train_steps": ";".join(str(model_info[v]["train_steps"]) for v in method.variants),
         "mlflow_run_id": ";".join(run_ids),
         "metric_prefix": method.metric_prefix,
         "conventions": CONVENTIONS,

@@ -64,15 +64,22 @@ def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def steps(row: dict[str, str]) -> str:
+    """Optimizer steps behind the row's model(s) from random initialisation ('' if unknown:
+    results written before tables recorded them)."""
+    return row.get("train_steps") or ""
+
+
 def table1(rows: list[dict[str, str]]) -> str:
-    header = ["method", "PSNR (dB)", "SSIM", "RMSE", "SAM (°)", "PSNR cloudy", "PSNR clear"]
-    header += ["params (M) / MACs (G)", "paper PSNR", "paper SSIM"]
+    header = ["method", "steps", "PSNR (dB)", "SSIM", "RMSE", "SAM (°)", "PSNR cloudy"]
+    header += ["PSNR clear", "params (M) / MACs (G)", "paper PSNR", "paper SSIM"]
     body = []
     for r in rows:
         size = f"{r['params_M']} / {r['macs_G']}" if r["params_M"] else ""
         body.append(
             [
                 r["label"],
+                steps(r),
                 cell(r, "psnr", 2),
                 cell(r, "ssim", 3),
                 cell(r, "rmse", 4),
@@ -88,12 +95,13 @@ def table1(rows: list[dict[str, str]]) -> str:
 
 
 def table2(rows: list[dict[str, str]]) -> str:
-    header = ["paradigm", "method", "mIoU", "PA", "mIoU cloudy", "mIoU clear"]
+    header = ["paradigm", "method", "steps", "mIoU", "PA", "mIoU cloudy", "mIoU clear"]
     header += ["IoU built-up", "paper mIoU", "paper PA"]
     body = [
         [
             r["paradigm"],
             r["label"],
+            steps(r),
             cell(r, "miou", 3),
             cell(r, "pa", 3),
             cell(r, "miou_cloudy", 3),
@@ -108,12 +116,13 @@ def table2(rows: list[dict[str, str]]) -> str:
 
 
 def table3(rows: list[dict[str, str]]) -> str:
-    header = ["group", "configuration", "PSNR (dB)", "SSIM", "PA", "mIoU"]
+    header = ["group", "configuration", "steps", "PSNR (dB)", "SSIM", "PA", "mIoU"]
     header += ["paper PSNR", "paper mIoU"]
     body = [
         [
             r["group"],
             r["configuration"],
+            steps(r),
             cell(r, "psnr", 2),
             cell(r, "ssim", 3),
             cell(r, "pa", 3),
@@ -133,17 +142,22 @@ def _claim_digits(metric: str) -> int:
 
 
 def claims(rows: list[dict[str, str]]) -> str:
-    header = ["claim (paper)", "metric", "ours: better - worse [95 % CI]", "verdict", "paper"]
+    header = ["claim (paper)", "metric", "ours: better - worse [95 % CI]", "steps"]
+    header += ["verdict", "paper"]
     body = []
     for r in rows:
-        ours = ""
+        ours, budget = "", ""
+        if r.get("better_steps") and r.get("worse_steps"):
+            budget = f"{r['better_steps']} vs {r['worse_steps']}"
         if r["difference"]:
             pgf = r["metric"].startswith("pgf_")
             digits = _claim_digits(r["metric"])
             which = f"{r['better']}: cloudy - clear" if pgf else f"{r['better']} - {r['worse']}"
             ours = f"{_num(r['difference'], digits)} [{_num(r['ci_low'], digits)}, "
             ours += f"{_num(r['ci_high'], digits)}] ({which})"
-        body.append([r["text"], r["metric"], ours, r["verdict"], _num(r["paper_difference"], 3)])
+        body.append(
+            [r["text"], r["metric"], ours, budget, r["verdict"], _num(r["paper_difference"], 3)]
+        )
     return _markdown(header, body)
 
 

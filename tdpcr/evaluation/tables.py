@@ -12,7 +12,10 @@ further training seeds (``seed_evaluations``), ``m_seed_mean`` / ``m_seed_sd`` g
 and standard deviation over seeds and ``seeds`` their number.
 
 Every row names the MLflow run(s) its numbers came from (``mlflow_run_id``, ``;``-separated
-for multi-stage methods, empty when tracking is off).
+for multi-stage methods, empty when tracking is off) and the optimizer steps behind each of its
+models from random initialisation (``train_steps``, in the same order): N for a complete
+single-task training, N + M for a multi-task model (``train.steps``; see
+:func:`tdpcr.training.variants.step_budget`).
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ class TableSpec:
         )
         paper = tuple(f"paper_{name}" for name in self.paper)
         return (
-            *self.lead, *measured, "seeds", *self.extra, *paper, "paper_note", "mlflow_run_id",
+            *self.lead, *measured, "seeds", "train_steps", *self.extra, *paper, "paper_note",
+            "mlflow_run_id",
         )  # fmt: skip
 
     @property
@@ -358,6 +362,7 @@ def build_table(
         record["method"] = row.method or row.key
         record["status"] = MEASURED if evaluation is not None else NOT_REIMPLEMENTED
         record["mlflow_run_id"] = evaluation.get("mlflow_run_id", "") if evaluation else ""
+        record["train_steps"] = evaluation.get("train_steps", "") if evaluation else ""
         record["paper_note"] = _paper_note(row.key)
         record[spec.label_column] = row.label
         if spec.group_column is not None:
