@@ -295,8 +295,7 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
             # zeros: only bands with their file count as present.
             if band is None or band in bands or band not in on_disk:
                 continue
-            band_file = stack.enter_context(_open(on_disk[band], f"band {band}", path))
-            check_band_grid(sub, band_file, band, grid, path)
+            _check_band_files(sub, on_disk[band], band, grid, path, stack)
             reader = reader or _on_grid(sub, grid, stack, nodata)
             offset = band_dn_offset(band_tags, band, metadata)
             bands[band] = BandRef(band, reader, index, offset, abs(sub.transform.a))
@@ -316,9 +315,23 @@ def _check_zip_metadata(path: Path) -> None:
         return  # GDAL's open names what is wrong with the file
 
 
-def _safe_band_files(files: list[str]) -> dict[str, str]:
+def _check_band_files(
+    sub: Any, files: list[str], band: str, grid: Grid, path: Path, stack: ExitStack
+) -> None:
+    """A compact SAFE has one file per band, which must cover the tile on the band's grid.
+
+    Products in the pre-2017 format put several granules in one tile, each file covering
+    its own part: GDAL places those by the granule metadata, so only the tile is checked.
+    """
+    band_file = None
+    if len(files) == 1:
+        band_file = stack.enter_context(_open(files[0], f"band {band}", path))
+    check_band_grid(sub, band_file, band, grid, path)
+
+
+def _safe_band_files(files: list[str]) -> dict[str, list[str]]:
     """The JP2 band files of a SAFE subdataset by band name (``..._B8A.jp2``, ``_B02_20m``)."""
-    found = {}
+    found: dict[str, list[str]] = {}
     for file in files:
         stem = Path(file).stem
         if file.lower().endswith(".jp2"):
@@ -326,7 +339,7 @@ def _safe_band_files(files: list[str]) -> dict[str, str]:
             token = parts[-2] if parts[-1].endswith("m") and len(parts) > 2 else parts[-1]
             band = s2_band_name(token)
             if band is not None:
-                found.setdefault(band, file)
+                found.setdefault(band, []).append(file)
     return found
 
 

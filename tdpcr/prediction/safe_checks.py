@@ -171,11 +171,12 @@ def _grid_text(src: Any) -> str:
     return f"{src.height} x {src.width} pixels of {abs(t.a):g} m from ({t.c:.10g}, {t.f:.10g})"
 
 
-def check_band_grid(sub: Any, band_file: Any, band: str, grid: Any, product: Path) -> None:
+def check_band_grid(sub: Any, band_file: Any | None, band: str, grid: Any, product: Path) -> None:
     """Refuse a band whose resolution raster or file is not on the band's nominal grid.
 
     ``sub`` is the SENTINEL2 subdataset the band comes from (its grid is what GDAL read from
-    MTD_TL.xml), ``band_file`` the band's own open JP2, ``grid`` the product's finest grid.
+    MTD_TL.xml), ``band_file`` the band's own open JP2 (None: not checked), ``grid`` the
+    product's finest grid.
 
     Raises:
         InputDataError: naming MTD_TL.xml or the band file, and the grid expected.
@@ -190,7 +191,7 @@ def check_band_grid(sub: Any, band_file: Any, band: str, grid: Any, product: Pat
     )
     if not _on_nominal_grid(sub, grid, band, shape):
         raise InputDataError(f"{tile_xml}: geocoding of {_grid_text(sub)}; {expected}")
-    if not _on_nominal_grid(band_file, grid, band, shape):
+    if band_file is not None and not _on_nominal_grid(band_file, grid, band, shape):
         where = shown(band_file.name, product)
         raise InputDataError(f"{where}: {_grid_text(band_file)}; {expected}")
 
