@@ -66,9 +66,12 @@ def band_dn(band: str, size10: int, offset: int) -> np.ndarray:
     return (offset + 1000 + 150 * position + ramp).astype(np.uint16)
 
 
-def _write_jp2(path: Path, data: np.ndarray, res: int) -> None:
+def write_jp2(
+    path: Path, data: np.ndarray, res: float, origin: tuple[float, float] = (ULX, ULY)
+) -> None:
+    """A SAFE band file: JPEG2000 (lossless) of ``data`` with ``res`` m pixels from ``origin``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    transform = Affine(res, 0.0, ULX, 0.0, -res, ULY)
+    transform = Affine(res, 0.0, origin[0], 0.0, -res, origin[1])
     mem = path.with_suffix(".tmp.tif")
     with rasterio.open(
         mem, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
@@ -107,9 +110,10 @@ def make_safe(
     no B10, as in real products; ``drop`` removes more bands from the metadata and the files.
     """
     assert size10 % 6 == 0
+    root = Path(root)
     baseline = "05.10" if offset else "03.01"
     name = f"S2A_MSI{level}_{SENSING}_N{baseline.replace('.', '')}_R022_{TILE}_{SENSING}.SAFE"
-    safe = Path(root) / name
+    safe = root / name
     granule = f"{level}_{TILE}_A046781_{SENSING}"
     bands = tuple(
         b for b in BAND_RESOLUTION if b not in drop and not (level == "L2A" and b == "B10")
@@ -122,21 +126,27 @@ def make_safe(
             rel = f"GRANULE/{granule}/IMG_DATA/{TILE}_{SENSING}_{esa}"
         else:
             rel = f"GRANULE/{granule}/IMG_DATA/R{res}m/{TILE}_{SENSING}_{esa}_{res}m"
-        _write_jp2(safe / f"{rel}.jp2", band_dn(band, size10, offset), res)
+        write_jp2(safe / f"{rel}.jp2", band_dn(band, size10, offset), res)
         image_files.append(rel)
     (safe / f"MTD_MSI{level}.xml").write_text(
         _product_xml(level, name, baseline, image_files, offset)
     )
     (safe / "GRANULE" / granule / "MTD_TL.xml").write_text(_tile_xml(level, size10))
     (safe / "manifest.safe").write_text(_manifest("SENTINEL-2", f"S2MSI{level[1:]}"))
-    path = safe
-    if zipped:
-        path = Path(root) / name.replace(".SAFE", ".zip")
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
-            for file in sorted(safe.rglob("*")):
-                archive.write(file, file.relative_to(root))
-        shutil.rmtree(safe)
-    return FakeSafe(path, level, offset, size10, bands)
+    return FakeSafe(zip_safe(safe) if zipped else safe, level, offset, size10, bands)
+
+
+def zip_safe(safe: Path) -> Path:
+    """Zip the SAFE folder ``safe`` as downloads come (``NAME.zip`` holding ``NAME.SAFE/``).
+
+    The folder is removed; the zip lies beside where it was.
+    """
+    path = safe.with_suffix(".zip")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for file in sorted(safe.rglob("*")):
+            archive.write(file, file.relative_to(safe.parent))
+    shutil.rmtree(safe)
+    return path
 
 
 def _product_xml(level: str, name: str, baseline: str, files: list[str], offset: int) -> str:

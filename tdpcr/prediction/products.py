@@ -12,7 +12,9 @@ path whatever the product.
 * **SAFE** (``S2?_MSIL1C_*.SAFE`` / ``MSIL2A``, folder or ``.zip``): GDAL's SENTINEL2 driver
   (JP2OpenJPEG underneath) opens the 10, 20 and 60 m subdatasets; each band is taken at its
   native resolution. The offset is the band's ``RADIO_ADD_OFFSET`` (L1C) or ``BOA_ADD_OFFSET``
-  (L2A) that GDAL reads from ``MTD_MSIL*.xml`` (processing baseline >= 04.00).
+  (L2A) that GDAL reads from ``MTD_MSIL*.xml`` (processing baseline >= 04.00). Before any
+  band is trusted, :mod:`.safe_checks` caps the size of the metadata files, checks every band
+  file against its band's nominal grid and the offsets and quantification value.
 * **STAC Item** (a local JSON file, read with pystac; assets local files or URLs, which GDAL
   streams): S2 band assets by key, ``eo:bands`` name or common name; the offset from the
   raster extension (``-offset / scale``), else 1000 DN for ``s2:processing_baseline`` >=
@@ -43,6 +45,17 @@ from rasterio.vrt import WarpedVRT
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import S1_BANDS, S2_BANDS, S2_LEVEL_BANDS, S2_PB04_OFFSET, s2_band_name
 from tdpcr.data.rasters import Grid, quiet_gdal, require_geotiff
+from tdpcr.prediction.safe_checks import (
+    band_dn_offset,
+    check_band_grid,
+    check_folder_metadata,
+    check_quantification,
+    check_zip_metadata,
+    nodata_value,
+    read_capped_file,
+    read_capped_member,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +127,7 @@ def product_kind(path: Path) -> str:
     if name.startswith("S1") and (name.endswith(".SAFE") or name.endswith(".ZIP")):
         return "s1-safe"
     if path.is_dir():
-        if (path / "manifest.safe").is_file() and "SENTINEL-1" in _read_text(
+        if (path / "manifest.safe").is_file() and "SENTINEL-1" in read_capped_file(
             path / "manifest.safe"
         ):
             return "s1-safe"
@@ -126,20 +139,13 @@ def product_kind(path: Path) -> str:
     return "geotiff"
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def _zip_is_s1(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             manifests = [n for n in names if n.endswith("manifest.safe")]
             if manifests:
-                text = archive.read(manifests[0]).decode(errors="replace")
+                text = read_capped_member(archive, manifests[0], path).decode(errors="replace")
                 return "SENTINEL-1" in text
     except (OSError, zipfile.BadZipFile):
         return False
@@ -259,19 +265,24 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
         mtd = sorted(path.glob("MTD_MSIL*.xml"))
         if not mtd:
             raise InputDataError(f"{path}: SAFE folder without MTD_MSIL1C.xml / MTD_MSIL2A.xml")
+        check_folder_metadata(path)
         target = str(mtd[0])
+    else:
+        _check_zip_metadata(path)
     container = stack.enter_context(_open(target, "a Sentinel-2 SAFE product", path))
     if container.driver != "SENTINEL2":
         raise InputDataError(f"{path}: not a Sentinel-2 SAFE product (GDAL: {container.driver})")
-    tags = container.tags()
-    level = _level_from_text(tags.get("PRODUCT_TYPE", "") or tags.get("PROCESSING_LEVEL", ""))
-    nodata = float(tags.get("SPECIAL_VALUE_NODATA", 0))
     # Subdatasets per resolution (10m, 20m, 60m, TCI): each band from the finest that has it.
     resolutions = [s for s in container.subdatasets if ":TCI:" not in s]
     if not resolutions:
         raise InputDataError(f"{path}: SAFE product without image bands")
     subsets = [stack.enter_context(_open(s, "a SAFE subdataset", path)) for s in resolutions]
     subsets.sort(key=lambda s: abs(s.transform.a))
+    tags = container.tags()
+    metadata = shown(subsets[0].files[0], path)  # MTD_MSIL1C.xml / MTD_MSIL2A.xml
+    check_quantification(tags, metadata)
+    level = _level_from_text(tags.get("PRODUCT_TYPE", "") or tags.get("PROCESSING_LEVEL", ""))
+    nodata = nodata_value(tags, metadata)
     grid = _grid(subsets[0])
     bands: dict[str, BandRef] = {}
     for sub in subsets:
@@ -284,9 +295,10 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
             # zeros: only bands with their file count as present.
             if band is None or band in bands or band not in on_disk:
                 continue
+            _check_band_files(sub, on_disk[band], band, grid, path, stack)
             reader = reader or _on_grid(sub, grid, stack, nodata)
-            raw = band_tags.get("RADIO_ADD_OFFSET") or band_tags.get("BOA_ADD_OFFSET") or "0"
-            bands[band] = BandRef(band, reader, index, -float(raw), abs(sub.transform.a))
+            offset = band_dn_offset(band_tags, band, metadata)
+            bands[band] = BandRef(band, reader, index, offset, abs(sub.transform.a))
     return Product(
         path, "safe", bands, grid, nodata, level=level,
         datetime=tags.get("PRODUCT_START_TIME") or None,
@@ -295,9 +307,31 @@ def _open_safe(path: Path, stack: ExitStack) -> Product:
     )  # fmt: skip
 
 
-def _safe_band_files(files: list[str]) -> set[str]:
-    """Band names of the JP2 band files of a SAFE subdataset (``..._B8A.jp2``, ``_B02_20m``)."""
-    names = set()
+def _check_zip_metadata(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_metadata(archive, path)
+    except (OSError, zipfile.BadZipFile):
+        return  # GDAL's open names what is wrong with the file
+
+
+def _check_band_files(
+    sub: Any, files: list[str], band: str, grid: Grid, path: Path, stack: ExitStack
+) -> None:
+    """A compact SAFE has one file per band, which must cover the tile on the band's grid.
+
+    Products in the pre-2017 format put several granules in one tile, each file covering
+    its own part: GDAL places those by the granule metadata, so only the tile is checked.
+    """
+    band_file = None
+    if len(files) == 1:
+        band_file = stack.enter_context(_open(files[0], f"band {band}", path))
+    check_band_grid(sub, band_file, band, grid, path)
+
+
+def _safe_band_files(files: list[str]) -> dict[str, list[str]]:
+    """The JP2 band files of a SAFE subdataset by band name (``..._B8A.jp2``, ``_B02_20m``)."""
+    found: dict[str, list[str]] = {}
     for file in files:
         stem = Path(file).stem
         if file.lower().endswith(".jp2"):
@@ -305,8 +339,8 @@ def _safe_band_files(files: list[str]) -> set[str]:
             token = parts[-2] if parts[-1].endswith("m") and len(parts) > 2 else parts[-1]
             band = s2_band_name(token)
             if band is not None:
-                names.add(band)
-    return names
+                found.setdefault(band, []).append(file)
+    return found
 
 
 def _read_item(path: Path) -> Any:
