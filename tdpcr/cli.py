@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -51,11 +52,26 @@ def _swallow_lost_termination(unraisable: object, previous: object) -> None:
     callback that cannot pass exceptions on (rasterio's GDAL error logger): there
     :class:`_Terminated` would be printed as "Exception ignored" with a traceback and lost.
     It is dropped silently instead and SIGTERM raised again, to land in ordinary code.
+    (Cython prints the traceback first through ``sys.excepthook``: see :func:`_quiet_hook`.)
     """
     if isinstance(getattr(unraisable, "exc_value", None), _Terminated):
-        _thread.interrupt_main(signal.SIGTERM)  # last: the handler runs after this returns
+        # From another thread, a moment later: raised now, the handler would run inside this
+        # hook (threading.Thread.start would wait there too).
+        _thread.start_new_thread(_signal_main_again, ())
         return
     previous(unraisable)  # type: ignore[operator]
+
+
+def _quiet_hook(kind: type, value: BaseException, tb: object, previous: object) -> None:
+    """``sys.excepthook`` while a command runs: silent for a :class:`_Terminated` that a C
+    callback could not pass on (the command ends with one line, see :func:`main`)."""
+    if not isinstance(value, _Terminated):
+        previous(kind, value, tb)  # type: ignore[operator]
+
+
+def _signal_main_again() -> None:
+    time.sleep(0.05)
+    _thread.interrupt_main(signal.SIGTERM)
 
 
 @contextmanager
@@ -63,12 +79,13 @@ def _terminable() -> Iterator[None]:
     """SIGTERM raises :class:`_Terminated` in the main thread while the block runs."""
     _sigterm_received.clear()
     previous = _on_sigterm(_raise_terminated)
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = partial(_swallow_lost_termination, previous=previous_hook)
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = partial(_swallow_lost_termination, previous=hooks[0])
+    sys.excepthook = partial(_quiet_hook, previous=hooks[1])
     try:
         yield
     finally:
-        sys.unraisablehook = previous_hook
+        sys.unraisablehook, sys.excepthook = hooks
         _on_sigterm(previous)
 
 
