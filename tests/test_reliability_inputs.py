@@ -326,13 +326,9 @@ def test_s1_raster_bands_that_are_not_a_list_are_one_line(
 GRID = Grid(UTM_CRS, Affine(10.0, 0.0, ULX, 0.0, -10.0, ULY), SIZE, SIZE)
 
 
-@pytest.mark.parametrize(
-    "bbox",
-    [(-180, -90, 180, 90), (-180.0, -89.9, 179.9, 89.9), (-20, 0, 40, 80)],
-    ids=["whole-world", "nearly-world", "continent"],
-)
-def test_a_box_around_the_scene_keeps_every_row_and_column(bbox) -> None:
-    assert bbox_window(bbox, "EPSG:4326", GRID, Path("s2.json")) == Window(0, 0, SIZE, SIZE)
+def test_a_whole_world_box_keeps_every_row_and_column_of_the_scene() -> None:
+    world = (-180, -90, 180, 90)
+    assert bbox_window(world, "EPSG:4326", GRID, Path("s2.json")) == Window(0, 0, SIZE, SIZE)
 
 
 def test_a_box_past_one_edge_is_clipped_there_only() -> None:
