@@ -9,6 +9,7 @@ library's traceback; the temporary outputs are removed on the way out). Nothing 
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import errno
 import importlib
@@ -16,7 +17,10 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 
 from tdpcr import __version__
 from tdpcr.core.commands import Handler
@@ -32,8 +36,57 @@ class _Terminated(BaseException):
     so temporary outputs are removed (a BaseException, so no ``except Exception`` eats it)."""
 
 
+#: Set by the SIGTERM handler: an error met after it is a consequence, not the user's input.
+_sigterm_received = threading.Event()
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _sigterm_received.set()
     raise _Terminated(signum)
+
+
+def _swallow_lost_termination(unraisable: object, previous: object) -> None:
+    """``sys.unraisablehook`` while a command runs.
+
+    Python runs the SIGTERM handler at the next Python line, which may be inside a C
+    callback that cannot pass exceptions on (rasterio's GDAL error logger): there
+    :class:`_Terminated` would be printed as "Exception ignored" with a traceback and lost.
+    It is dropped silently instead and SIGTERM raised again, to land in ordinary code.
+    (Cython prints the traceback first through ``sys.excepthook``: see :func:`_quiet_hook`.)
+    """
+    if isinstance(getattr(unraisable, "exc_value", None), _Terminated):
+        # From another thread, a moment later: raised now, the handler would run inside this
+        # hook (threading.Thread.start would wait there too).
+        _thread.start_new_thread(_signal_main_again, ())
+        return
+    previous(unraisable)  # type: ignore[operator]
+
+
+def _quiet_hook(kind: type, value: BaseException, tb: object, previous: object) -> None:
+    """``sys.excepthook`` while a command runs: silent for a :class:`_Terminated` that a C
+    callback could not pass on (the command ends with one line, see :func:`main`)."""
+    if not isinstance(value, _Terminated):
+        previous(kind, value, tb)  # type: ignore[operator]
+
+
+def _signal_main_again() -> None:
+    time.sleep(0.05)
+    _thread.interrupt_main(signal.SIGTERM)
+
+
+@contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` in the main thread while the block runs."""
+    _sigterm_received.clear()
+    previous = _on_sigterm(_raise_terminated)
+    hooks = sys.unraisablehook, sys.excepthook
+    sys.unraisablehook = partial(_swallow_lost_termination, previous=hooks[0])
+    sys.excepthook = partial(_quiet_hook, previous=hooks[1])
+    try:
+        yield
+    finally:
+        sys.unraisablehook, sys.excepthook = hooks
+        _on_sigterm(previous)
 
 
 #: Modules that add sub-commands, in the order ``tdpcr --help`` lists them.
@@ -116,15 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tdpcr`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # tdpcr's own INFO messages; the libraries' (GDAL's notes through rasterio, torch's
+    # cache statistics at exit) only from WARNING, else they are lines beside tdpcr's own.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("tdpcr").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     # The trainer installs its own handler for its loop (save last/, then exit 143).
-    previous = _on_sigterm(_raise_terminated)
     try:
-        args.handler(args)
+        with _terminable():
+            args.handler(args)
     except TdpcrError as err:
+        if _sigterm_received.is_set():  # e.g. a read cut short by SIGTERM: not bad input
+            return _terminated()
         print(f"tdpcr: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as err:
@@ -138,11 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tdpcr: interrupted", file=sys.stderr)
         return 130
     except _Terminated:
-        print("tdpcr: terminated by SIGTERM; temporary outputs removed", file=sys.stderr)
-        return EXIT_TERMINATED
-    finally:
-        _on_sigterm(previous)
+        return _terminated()
     return 0
+
+
+def _terminated() -> int:
+    print("tdpcr: terminated by SIGTERM; temporary outputs removed", file=sys.stderr)
+    return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

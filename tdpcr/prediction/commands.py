@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from pathlib import Path
 
 from tdpcr.core.commands import CommandFactory, s2_offset_arg
 from tdpcr.core.specs import S1_UNITS
+
+#: What argparse must read as a negative number, not an option: -5, -5.5, -.5, -1e308, -inf,
+#: -nan (the last two to be refused by :func:`finite_float` with a message saying why).
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
+
+
+def finite_float(text: str) -> float:
+    """A finite number for argparse (``float`` alone takes "inf" and "nan")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number")
+    return value
 
 
 def _options(args: argparse.Namespace):
@@ -195,9 +212,12 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         help="S1 backscatter units; auto: as the product declares, else from the values "
         "(ambiguous values are refused)",
     )
+    # A west or south edge such as -1e308 or -inf reads as a number, not as an unknown option
+    # (argparse's own pattern only knows -5 and -5.5).
+    parser._negative_number_matcher = NEGATIVE_NUMBER  # type: ignore[attr-defined]
     parser.add_argument(
         "--bbox",
-        type=float,
+        type=finite_float,
         nargs=4,
         metavar=("MINX", "MINY", "MAXX", "MAXY"),
         default=None,

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rasterio.errors import RasterioError
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
@@ -44,6 +45,7 @@ from tdpcr.core.specs import S1_BANDS, S1_UNITS, S2_BANDS, S2_LEVEL
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.rasters import Grid
 from tdpcr.data.sources.base import check_s2_dn
+from tdpcr.prediction.access import input_gdal_env, require_plain_file
 from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical, open_sar
 
 log = logging.getLogger(__name__)
@@ -143,23 +145,31 @@ def bbox_window(
 ) -> Window:
     """Pixels of ``grid`` covering ``bbox`` (minx, miny, maxx, maxy in ``bbox_crs``).
 
+    The window is the part of the scene inside the box: a box reaching past the scene (up to
+    the whole world) is clipped at the scene's edges, and keeps every row and column of the
+    scene it covers.
+
     Raises:
-        TdpcrError: a bbox with min >= max or an unknown CRS.
+        TdpcrError: a bbox that is not finite, has min >= max, lies outside longitude
+            -180..180 / latitude -90..90 in a geographic CRS, or an unknown CRS.
         InputDataError: a bbox that does not overlap the scene ``where``.
     """
+    crs = _bbox_crs(bbox_crs)
+    check_bbox(bbox, crs.is_geographic)
     minx, miny, maxx, maxy = bbox
-    if not (minx < maxx and miny < maxy):
-        raise TdpcrError(f"--bbox {minx} {miny} {maxx} {maxy}: expected minx miny maxx maxy")
     try:
-        left, bottom, right, top = transform_bounds(bbox_crs, grid.crs, *bbox, densify_pts=21)
+        left, bottom, right, top = _scene_part(bbox, crs, grid)
     except Exception as err:  # CRSError, projection errors: both one line for the user
         raise TdpcrError(f"--bbox-crs {bbox_crs}: cannot transform the bbox ({err})") from None
     window = from_bounds(left, bottom, right, top, grid.transform)
-    col0, row0 = max(math.floor(window.col_off), 0), max(math.floor(window.row_off), 0)
-    col1 = min(math.ceil(window.col_off + window.width), grid.width)
-    row1 = min(math.ceil(window.row_off + window.height), grid.height)
+    # Within a millionth of a pixel is on the edge (transforms are not exact): without this
+    # a box ending on a pixel edge would take one more column.
+    col0 = max(math.floor(window.col_off + 1e-6), 0)
+    row0 = max(math.floor(window.row_off + 1e-6), 0)
+    col1 = min(math.ceil(window.col_off + window.width - 1e-6), grid.width)
+    row1 = min(math.ceil(window.row_off + window.height - 1e-6), grid.height)
     if col1 <= col0 or row1 <= row0:
-        scene = transform_bounds(grid.crs, bbox_crs, *_bounds(grid), densify_pts=21)
+        scene = transform_bounds(grid.crs, crs, *_bounds(grid), densify_pts=21)
         raise InputDataError(
             f"{where}: --bbox {minx} {miny} {maxx} {maxy} ({bbox_crs}) lies outside the scene "
             f"(scene bounds in {bbox_crs}: {', '.join(f'{v:.5g}' for v in scene)})"
@@ -167,11 +177,70 @@ def bbox_window(
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def _bbox_crs(bbox_crs: str) -> CRS:
+    try:
+        return CRS.from_user_input(bbox_crs)
+    except CRSError as err:
+        raise TdpcrError(f"--bbox-crs {bbox_crs}: not a CRS rasterio knows ({err})") from None
+
+
+def check_bbox(bbox: tuple[float, float, float, float], geographic: bool) -> None:
+    """Refuse a bbox that is not finite, has min >= max, or (``geographic``: in degrees of
+    longitude, latitude) lies outside -180..180, -90..90.
+
+    Out-of-range degrees are not clipped: latitude 95 is a typing error, and a projection
+    library would fold it onto another place rather than refuse it.
+
+    Raises:
+        TdpcrError: naming --bbox and what was expected.
+    """
+    minx, miny, maxx, maxy = bbox
+    given = f"--bbox {minx} {miny} {maxx} {maxy}"
+    if not all(math.isfinite(v) for v in bbox):
+        raise TdpcrError(f"{given}: expected finite numbers minx miny maxx maxy")
+    if not (minx < maxx and miny < maxy):
+        raise TdpcrError(f"{given}: expected minx miny maxx maxy with minx < maxx, miny < maxy")
+    if geographic and (minx < -180 or maxx > 180 or miny < -90 or maxy > 90):
+        raise TdpcrError(
+            f"{given}: outside longitude -180..180, latitude -90..90 (a geographic --bbox-crs "
+            "takes minlon minlat maxlon maxlat in degrees)"
+        )
+
+
+def _scene_part(
+    bbox: tuple[float, float, float, float], crs: CRS, grid: Grid
+) -> tuple[float, float, float, float]:
+    """Bounds, in the grid's CRS, of the part of ``bbox`` over the scene.
+
+    Intersected in the bbox's CRS first: transforming a box much larger than the scene (the
+    whole world) into the scene's projection gives bounds that are meaningless far from its
+    zone, and cut into the scene.
+    """
+    s_left, s_bottom, s_right, s_top = transform_bounds(grid.crs, crs, *_bounds(grid), 21)
+    if s_left <= s_right:  # not across the antimeridian: intersect there
+        minx, miny, maxx, maxy = bbox
+        left, right = max(minx, s_left), min(maxx, s_right)
+        bottom, top = max(miny, s_bottom), min(maxy, s_top)
+        if left >= right or bottom >= top:
+            return (0.0, 0.0, 0.0, 0.0)  # outside: an empty window
+        bbox = (left, bottom, right, top)
+    return transform_bounds(crs, grid.crs, *bbox, densify_pts=21)
+
+
 def _bounds(grid: Grid) -> tuple[float, float, float, float]:
     t = grid.transform
     xs = (t.c, t.c + t.a * grid.width)
     ys = (t.f, t.f + t.e * grid.height)
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def pixel_size(grid: Grid) -> str:
+    """The pixel width of ``grid`` in its CRS's units: "10 m", "0.0001 degree", "30 US survey
+    foot"."""
+    if grid.crs is None:
+        return f"{abs(grid.transform.a):.4g} (no CRS)"
+    unit, _ = grid.crs.units_factor
+    return f"{abs(grid.transform.a):.4g} {'m' if unit in ('metre', 'meter') else unit}"
 
 
 def _footprint_coverage(s2: Grid, s1: Grid) -> float:
@@ -333,6 +402,10 @@ def open_inputs(
     if s1_units not in S1_UNITS:
         raise TdpcrError(f"--s1-units {s1_units}: expected one of {', '.join(S1_UNITS)}")
     with ExitStack() as stack:
+        # Finite HTTP timeouts for remote assets, for the opens here and every read after.
+        stack.enter_context(input_gdal_env())
+        require_plain_file(optical, optical, "a Sentinel-2 product (--optical)")
+        require_plain_file(sar, sar, "a Sentinel-1 product (--sar)")
         s2_product = open_optical(optical, stack)
         check_bands(s2_product, bands, level, checkpoint or "(this model)")
         s1_product = open_sar(sar, stack)
@@ -363,10 +436,10 @@ def open_inputs(
         s1_reader, reprojected, s1_nodata = _s1_reader(s1_product, grid, full, window, stack)
         if reprojected:
             log.warning(
-                "%s: S1 is not on the S2 grid of %s (%s, %.4g m pixels vs %s, %.4g m); "
+                "%s: S1 is not on the S2 grid of %s (%s, %s pixels vs %s, %s); "
                 "reprojecting it onto the S2 grid (bilinear)",
-                sar, optical, s1_product.grid.crs.to_string(),
-                abs(s1_product.grid.transform.a), grid.crs.to_string(), abs(grid.transform.a),
+                sar, optical, s1_product.grid.crs.to_string(), pixel_size(s1_product.grid),
+                grid.crs.to_string(), pixel_size(grid),
             )  # fmt: skip
         if coverage < 0.999:
             log.warning(

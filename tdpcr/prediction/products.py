@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import zipfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from rasterio.vrt import WarpedVRT
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import S1_BANDS, S2_BANDS, S2_LEVEL_BANDS, S2_PB04_OFFSET, s2_band_name
 from tdpcr.data.rasters import Grid, quiet_gdal, require_geotiff
+from tdpcr.prediction.access import is_remote, local_path, require_plain_file
 from tdpcr.prediction.safe_checks import (
     band_dn_offset,
     check_band_grid,
@@ -344,16 +346,58 @@ def _safe_band_files(files: list[str]) -> dict[str, list[str]]:
 
 
 def _read_item(path: Path) -> Any:
+    """The STAC Item of ``path``, its shape checked first (pystac assumes it, and a
+    Collection, a FeatureCollection or ``assets: null`` would fail deep inside it)."""
     import pystac
 
     try:
-        item = pystac.Item.from_file(str(path))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, pystac.STACError) as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise InputDataError(f"{path}: not a readable STAC Item JSON ({first})") from None
+    _check_item_shape(data, path)
+    try:
+        # from_dict with the file's href: relative asset hrefs resolve against the item.
+        item = pystac.Item.from_dict(data, href=str(path), migrate=True, preserve_dict=False)
+    except (KeyError, TypeError, ValueError, AttributeError, pystac.STACError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise InputDataError(
             f"{path}: not a readable STAC Item ({type(err).__name__}: {first})"
         ) from None
     return item
+
+
+def _check_item_shape(data: Any, path: Path) -> None:
+    """Refuse JSON that is not one STAC Item: a GeoJSON Feature whose ``assets`` map keys to
+    objects with a string ``href``."""
+    kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+    if kind != "Feature":
+        found = f"type {kind!r}" if isinstance(data, dict) else f"a JSON {kind}"
+        raise InputDataError(
+            f"{path}: {found}; expected one STAC Item (a GeoJSON Feature with assets), not a "
+            "Collection, FeatureCollection or search result"
+        )
+    assets = data.get("assets")
+    if not isinstance(assets, dict):
+        raise InputDataError(
+            f"{path}: 'assets' is {_json_kind(assets)}; expected a mapping of asset keys to "
+            "objects with an href"
+        )
+    for key, asset in assets.items():
+        href = asset.get("href") if isinstance(asset, dict) else None
+        if not isinstance(href, str) or not href.strip():
+            what = _json_kind(asset) if not isinstance(asset, dict) else "an object without href"
+            raise InputDataError(
+                f"{path}: asset {key!r} is {what}; expected an object with a string href"
+            )
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON names ``value``'s type, for messages: null, a list, a string ..."""
+    if value is None:
+        return "null"
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return names.get(type(value), "a number")
 
 
 def _stac_level(item: Any) -> str | None:
@@ -378,6 +422,8 @@ def _asset_band_rank(key: str, asset: Any) -> tuple[str, tuple[int, int]] | None
     if roles & {"visual", "overview", "thumbnail", "metadata"}:
         return None
     listed = asset.extra_fields.get("eo:bands") or asset.extra_fields.get("bands") or []
+    # Malformed band lists (not a list of objects) name no band; the asset key still may.
+    listed = [b for b in listed if isinstance(b, dict)] if isinstance(listed, list) else []
     if len(listed) > 1:
         return None
     tiff = 0 if "tiff" in (asset.media_type or "image/tiff").lower() else 1
@@ -395,6 +441,9 @@ def _asset_band_rank(key: str, asset: Any) -> tuple[str, tuple[int, int]] | None
 
 def _open_stac_asset(item_path: Path, key: str, asset: Any, stack: ExitStack) -> Any:
     href = asset.get_absolute_href() or asset.href
+    if not is_remote(href):
+        require_plain_file(local_path(href), item_path, f"asset {key!r} to be a raster file")
+    # Remote hrefs get finite HTTP timeouts from input_gdal_env (entered by open_inputs).
     src = stack.enter_context(_open(href, f"asset {key!r} ({href})", item_path))
     if src.crs is None:
         detail = "only GCPs: radar geometry; " + GRD_ADVICE if src.gcps[0] else "no CRS"
@@ -402,11 +451,41 @@ def _open_stac_asset(item_path: Path, key: str, asset: Any, stack: ExitStack) ->
     return src
 
 
-def _raster_dn_offset(asset: Any) -> float | None:
-    bands = asset.extra_fields.get("raster:bands") or []
+def _raster_bands(item_path: Path, key: str, asset: Any) -> list[dict[str, Any]]:
+    """The asset's ``raster:bands`` entries, checked to be a list of objects."""
+    bands = asset.extra_fields.get("raster:bands")
+    if bands is None:
+        return []
+    if not isinstance(bands, list) or not all(isinstance(b, dict) for b in bands):
+        raise InputDataError(
+            f"{item_path}: asset {key!r}: raster:bands is {_json_kind(bands)}"
+            f"{'' if not isinstance(bands, list) else ' with entries that are not objects'}; "
+            "expected a list of objects (STAC raster extension)"
+        )
+    return bands
+
+
+def _raster_number(
+    item_path: Path, key: str, band: dict[str, Any], name: str, default: float
+) -> float:
+    """``band[name]`` as a finite number (``default`` when absent or null)."""
+    value = band.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputDataError(
+            f"{item_path}: asset {key!r}: raster:bands {name} is {value!r}; expected a finite "
+            "number (STAC raster extension)"
+        )
+    return float(value)
+
+
+def _raster_dn_offset(item_path: Path, key: str, asset: Any) -> float | None:
+    bands = _raster_bands(item_path, key, asset)
     if not bands:
         return None
-    scale, offset = bands[0].get("scale", 1.0) or 1.0, bands[0].get("offset", 0.0) or 0.0
+    scale = _raster_number(item_path, key, bands[0], "scale", 1.0) or 1.0
+    offset = _raster_number(item_path, key, bands[0], "offset", 0.0)
     return -offset / scale
 
 
@@ -435,7 +514,7 @@ def _open_stac_s2(path: Path, stack: ExitStack) -> Product:
     bands = {}
     for band in (b for b in S2_BANDS if b in opened):
         key, asset, src = opened[band]
-        offset = _raster_dn_offset(asset)
+        offset = _raster_dn_offset(path, key, asset)
         reader = _on_grid(src, grid, stack, src.nodata)
         bands[band] = BandRef(
             band, reader, 1, default_offset if offset is None else offset,
@@ -533,7 +612,7 @@ def _open_stac_s1(path: Path, stack: ExitStack) -> Product:
         reader = _on_grid(src, grid, stack, src.nodata)
         href = asset.get_absolute_href() or asset.href
         bands[band] = BandRef(band, reader, 1, 0.0, abs(src.transform.a), href)
-        for raster_band in asset.extra_fields.get("raster:bands") or []:
+        for raster_band in _raster_bands(path, lower[band.lower()], asset):
             if raster_band.get("unit"):
                 declared.add(str(raster_band["unit"]).lower())
     when = item.datetime.isoformat() if item.datetime else None
