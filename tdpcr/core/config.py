@@ -127,7 +127,7 @@ def _expanded(
     Each dict and list is walked once (``seen`` keeps its counts), so this costs the size of
     the config as written, not as expanded.
     """
-    key = ".".join(map(str, path))
+    key = cut(".".join(map(str, path)))
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{source}: key '{key}': {value} is not a finite number")
     if not isinstance(value, (dict, list)):
