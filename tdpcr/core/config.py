@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
+import math
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -19,6 +19,17 @@ import jsonschema
 import yaml
 
 from tdpcr.core.errors import ConfigError
+from tdpcr.core.safe_yaml import (
+    MAX_ALIAS_EXPANSION,
+    MAX_DEPTH,
+    MAX_QUOTE,
+    ConfigLoader,
+    YAMLRefused,
+    cut,
+    load_yaml,
+    read_yaml_file,
+    short_repr,
+)
 
 
 def schema() -> dict[str, Any]:
@@ -32,36 +43,8 @@ def schema_path() -> Path:
     return Path(str(resources.files("tdpcr").joinpath("schemas/config.schema.yaml")))
 
 
-class NumberLoader(yaml.SafeLoader):
-    """PyYAML's safe loader reading numbers as YAML 1.2 does (``1e-3``, ``1_000`` are numbers).
-
-    PyYAML implements YAML 1.1, where a float needs a dot (``1.0e-3``) and ``1e-3`` is a
-    string, a trap for anyone typing a learning rate; YAML 1.2 (and every other parser users
-    know) reads it as a number. The implicit float resolver is replaced by a 1.2-style one.
-    """
-
-
-NumberLoader.yaml_implicit_resolvers = {
-    key: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:float"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-NumberLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse YAML text with :class:`NumberLoader`."""
-    return yaml.load(text, Loader=NumberLoader)  # a SafeLoader subclass: no arbitrary objects
+#: The loader of every config tdpcr reads (the name earlier versions gave it).
+NumberLoader = ConfigLoader
 
 
 #: The shipped configs (``config/<name>.yaml`` of the repository).
@@ -93,6 +76,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     Raises:
         ConfigError: naming the first offending key and what was expected.
     """
+    _check_values(config, source)
     validator = _validator()
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -100,8 +84,70 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     dataset = config.get("dataset")
     if dataset not in config.get("datasets", {}):
         known = ", ".join(sorted(config.get("datasets", {})))
-        raise ConfigError(f"{source}: key 'dataset' is {dataset!r}, not one of datasets: {known}")
+        raise ConfigError(
+            f"{source}: key 'dataset' is {short_repr(dataset)}, not one of datasets: {known}"
+        )
     return config
+
+
+def _check_values(config: Any, source: str) -> None:
+    """Refuse a number that is not finite, and a config that shared values blow up.
+
+    The schema cannot do the first: NaN passes ``minimum: 0`` (every comparison with NaN is
+    false), and a NaN loss weight trains to NaN weights with exit status 0. The second guards
+    the validator against configs loaded by others (Snakemake reads ``--configfile`` with its
+    own YAML loader): the validator walks a value shared by many aliases once per alias.
+    """
+    seen: dict[int, tuple[int, int]] = {}
+    values, _ = _expanded(config, (), seen, set(), source)
+    written = sum(len(container) + 1 for container in _containers(config))
+    if values > written + MAX_ALIAS_EXPANSION:
+        raise ConfigError(
+            f"{source}: shared values (YAML aliases) expand to more than "
+            f"{MAX_ALIAS_EXPANSION} values; write the config out"
+        )
+
+
+def _containers(config: Any) -> Iterator[Any]:
+    """Each distinct dict and list of ``config``, once."""
+    stack, done = [config], set()
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (dict, list)) and id(value) not in done:
+            done.add(id(value))
+            yield value
+            stack.extend(value.values() if isinstance(value, dict) else value)
+
+
+def _expanded(
+    value: Any, path: tuple, seen: dict[int, tuple[int, int]], above: set[int], source: str
+) -> tuple[int, int]:
+    """(values, levels) that ``value`` stands for, a shared value counted wherever it appears.
+
+    Each dict and list is walked once (``seen`` keeps its counts), so this costs the size of
+    the config as written, not as expanded.
+    """
+    key = cut(".".join(map(str, path)))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: key '{key}': {value} is not a finite number")
+    if not isinstance(value, (dict, list)):
+        return 1, 0
+    if id(value) in seen:
+        counts = seen[id(value)]
+    else:
+        if id(value) in above:
+            raise ConfigError(f"{source}: key '{key}' contains itself (a recursive alias)")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{source}: key '{key}' nests deeper than {MAX_DEPTH} levels")
+        above.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        inner = [_expanded(item, (*path, name), seen, above, source) for name, item in items]
+        above.discard(id(value))
+        counts = (1 + sum(v for v, _ in inner), 1 + max((d for _, d in inner), default=0))
+        seen[id(value)] = counts
+    if len(path) + counts[1] > MAX_DEPTH:
+        raise ConfigError(f"{source}: key '{key}' nests deeper than {MAX_DEPTH} levels")
+    return counts
 
 
 #: Python types a value of each JSON-schema type may have after YAML parsing.
@@ -155,55 +201,92 @@ def _coerce(value: Any, node: dict[str, Any]) -> Any:
 
 
 def describe_error(error: jsonschema.ValidationError) -> str:
-    """One line naming the dotted key and what was expected."""
-    key = ".".join(str(p) for p in error.absolute_path)
+    """One line naming the dotted key and what was expected (values quoted in short)."""
+    key = cut(".".join(str(p) for p in error.absolute_path))
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         prefix = f"{key}." if key else ""
         hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key '{prefix}{unknown[0]}'{hint}"
+        return f"unknown key '{cut(prefix + str(unknown[0]))}'{hint}"
     if error.validator == "required":
         return f"key '{key or '<top>'}' misses {error.message.split(' is ')[0]}"
-    return f"key '{key}': {error.message}"
+    return f"key '{key}': {_short_message(error)}"
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, whose leading repr of the offending value may be any length."""
+    message, quoted = error.message, repr(error.instance)
+    if message.startswith(quoted):
+        message = short_repr(error.instance) + message[len(quoted) :]
+    return cut(message, 4 * MAX_QUOTE)
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file (bounded: see :mod:`tdpcr.core.safe_yaml`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        config = load_yaml(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    config = read_config_file(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return validate_config(config, str(path))
 
 
+def read_config_file(path: Path) -> Any:
+    """The YAML of a config file, with one-line errors naming the file.
+
+    The workflow checks the files given to Snakemake with it too (``workflow.configfiles``):
+    Snakemake loads them with its own YAML loader, which knows none of these bounds.
+
+    Raises:
+        ConfigError: unreadable, too large, not YAML, or breaking a bound of the loader.
+    """
+    try:
+        return read_yaml_file(path)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+    except YAMLRefused as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's problem and line (its message spans lines and quotes the text)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if problem is None:
+        return cut(str(err).splitlines()[0], 2 * MAX_QUOTE)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{where}{cut(problem, 2 * MAX_QUOTE)}"
+
+
 def apply_overrides(config: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """Set dotted keys (``train.lr=3e-4``) in a copy of ``config`` and validate it again.
 
-    Values are YAML (``3e-4``, ``[1, 2]``, ``null``); the schema then checks every key and type.
-    Used for sweeps and extra training seeds, which differ from the workflow config only in
-    these keys.
+    Values are YAML (``3e-4``, ``[1, 2]``, ``null``), read with the config's loader and
+    bounds; the schema then checks every key and type. Used for sweeps and extra training
+    seeds, which differ from the workflow config only in these keys.
     """
     config = copy.deepcopy(config)
     for item in overrides:
         key, sep, text = item.partition("=")
+        shown = short_repr(item)
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+            raise ConfigError(f"--set {shown}: expected KEY=VALUE, e.g. train.lr=3e-4")
         node = config
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+                raise ConfigError(f"--set {shown}: {short_repr(part)} is not a section")
         try:
             node[parts[-1]] = load_yaml(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: value is not YAML") from None
+        except YAMLRefused as err:
+            raise ConfigError(f"--set {shown}: value refused ({err})") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {shown}: value is not YAML ({_yaml_problem(err)})") from None
     return validate_config(config, source)
 
 

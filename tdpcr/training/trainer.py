@@ -53,6 +53,7 @@ from tdpcr.core.specs import CLASS_NAMES, IGNORE_INDEX
 from tdpcr.data.dataset import ResumableSampler, make_loader
 from tdpcr.models import create_model
 from tdpcr.models.peft import parameter_groups, set_trainable
+from tdpcr.models.registry import check_model_fits
 from tdpcr.training.steps import compute_loss, forward
 from tdpcr.training.variants import Variant, get_variant, model_kwargs, step_budget
 
@@ -123,6 +124,16 @@ def build_model(
         head = {k: kwargs[k] for k in ("head_width",) if k in kwargs}
         model.attach_head(num_classes, **head)
     return model, kwargs
+
+
+def refuse_a_model_beyond_memory(variant: Variant, config: dict) -> None:
+    """Refuse, before anything is allocated, a model whose parameters, gradients and AdamW
+    state alone exceed the machine's memory (its size keys are counted on the meta device)."""
+    kwargs = model_kwargs(variant, config["models"], len(CLASS_NAMES))
+    try:
+        check_model_fits(variant.model, kwargs, "training")
+    except ValueError as err:  # ModelTooLarge, or sizes PyTorch refuses
+        raise ConfigError(f"config key 'models.{variant.model}': {err}") from None
 
 
 def make_optimizer(
@@ -547,6 +558,7 @@ def train_variant(
         tracker: a :class:`tdpcr.tracking.Tracker` (or None for no tracking).
     """
     variant = get_variant(variant_name)
+    refuse_a_model_beyond_memory(variant, config)
     with folder_kept_only_if_used(out_dir) as out:
         return _train(config, variant, Path(store), out, init_dir, threads, progress,
                       force_cpu, tracker)  # fmt: skip

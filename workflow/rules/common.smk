@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from tdpcr.core.config import coerce_strings, validate_config
+from tdpcr.core.config import coerce_strings, read_config_file, validate_config
 from tdpcr.core.errors import ConfigError
 from tdpcr.tracking import resolve_uri
 from tdpcr.training.variants import VARIANTS
@@ -13,8 +13,12 @@ from tdpcr.training.variants import VARIANTS
 # The schema ships inside the package and carries every default: tdpcr's validator fills them
 # in (the same one `tdpcr` commands use), so rules read config[...] and keep no defaults of
 # their own; a bad key stops the workflow with one line naming it. Values given with
-# `--config` arrive as strings ('4'); the schema's types say what they are.
+# `--config` arrive as strings ('4'); the schema's types say what they are. Snakemake read the
+# config files with its own YAML loader: tdpcr's reads them again for what that one lets
+# through (aliases that expand a few KB into gigabytes, repeated keys, files of megabytes).
 try:
+    for config_file in workflow.configfiles:
+        read_config_file(config_file)
     validate_config(coerce_strings(config), "config")
 except ConfigError as err:
     sys.exit(f"tdpcr: error: {err}")
