@@ -255,3 +255,40 @@ def test_a_huge_metadata_file_of_a_folder_is_refused_before_it_is_read(
     assert seen["grown"] < MEMORY_SLACK, seen
     assert seen["refusal"] and str(big) in seen["refusal"], seen
     predict_refused(capfd, safe, l1c_checkpoint, s1_tif, str(big), "at most 16 MB")
+
+
+# --------------------------------------------------------------------------- special files
+
+
+@pytest.mark.parametrize("member", ["MTD_TL.xml", "B02.jp2", "manifest.safe"])
+def test_a_named_pipe_inside_a_safe_folder_is_refused_without_blocking(
+    tmp_path: Path, l1c_checkpoint: Path, s1_tif: Path, member: str
+) -> None:
+    """Reading a FIFO blocks until something writes to it: no file of a SAFE may be one."""
+    from tests.test_reliability_inputs import predict_args, run_bounded
+
+    safe = make_safe(tmp_path / "products", size10=SIZE).path
+    target = band_file(safe, "B02") if member == "B02.jp2" else next(safe.rglob(member))
+    target.unlink()
+    os.mkfifo(target)
+    out = tmp_path / "pred"
+    code, err, _ = run_bounded(predict_args(safe, s1_tif, l1c_checkpoint, out), 60)
+    one_line_refusal(code, err, str(safe), str(target), "named pipe")
+    assert not out.exists()
+
+
+def test_a_named_pipe_among_a_scenes_files_is_refused_by_tile_without_blocking(
+    tmp_path: Path,
+) -> None:
+    from tests.fakes import make_scenes
+    from tests.test_reliability_inputs import run_bounded
+
+    root = make_scenes(tmp_path / "scenes", n_scenes=2, height=64, width=64)
+    fifo = root / "scene1" / "s1.tif"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    out = tmp_path / "tiles.zarr"
+    args = ["tile", "--source", "scenes", "--root", root, "--out", out, "--patch-size", "32"]
+    code, err, _ = run_bounded([*args, "--quiet"], 60)
+    one_line_refusal(code, err, str(fifo), "named pipe")
+    assert not out.exists()

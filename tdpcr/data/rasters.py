@@ -24,6 +24,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from tdpcr.core.errors import InputDataError
+from tdpcr.core.files import require_plain_file
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def require_geotiff(src: Any, path: Path | str) -> None:
 
 
 def _open(path: Path):
+    require_plain_file(path, path, "a GeoTIFF")
     if not Path(path).is_file():
         raise InputDataError(f"{path}: file not found")
     try:

@@ -1,8 +1,8 @@
 """How predict reaches its inputs: plain files and folders only, URLs with finite timeouts.
 
-* A named pipe, device or socket given as an input (``--optical``, ``--sar`` or a STAC asset
-  href) would block the first ``open()`` until something writes to it, or read forever; it is
-  refused by its file type (``os.stat``, which never blocks) before anything opens it.
+* A named pipe, device or socket given as an input (``--optical``, ``--sar``, a STAC asset
+  href or a file inside a SAFE folder) is refused unopened
+  (:func:`tdpcr.core.files.require_plain_file`).
 * Assets read over the network (``http(s)://``, ``s3://`` ..., GDAL ``/vsicurl/`` ...) are
   streamed by GDAL through curl, which by default waits forever for a server that accepted
   the connection and never answers. :func:`input_gdal_env` gives GDAL finite connect and
@@ -14,15 +14,12 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import rasterio
 from rasterio.env import getenv, hasenv
-
-from tdpcr.core.errors import InputDataError
 
 #: GDAL options for assets read over the network (GDAL's own defaults are no timeouts at
 #: all). A transfer that moves less than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME seconds
@@ -43,13 +40,6 @@ _GDAL_NETWORK_PREFIXES = (
     "/vsiwebhdfs", "/vsihdfs",
 )  # fmt: skip
 
-_SPECIAL_KINDS = (
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
 
 def is_remote(href: str) -> bool:
     """``href`` is read over the network (a URL other than ``file:``, or a GDAL network path)."""
@@ -63,27 +53,6 @@ def local_path(href: str) -> Path:
     """The file a local href (a path or a ``file:`` URL) names."""
     parsed = urlparse(href)
     return Path(parsed.path) if parsed.scheme == "file" else Path(href)
-
-
-def require_plain_file(path: Path, where: Path | str, what: str) -> None:
-    """Refuse ``path`` when it exists and is a named pipe, device or socket.
-
-    A missing path is left to the caller, whose message says what was expected there.
-
-    Raises:
-        InputDataError: naming ``where`` (the input the user gave) and ``path``.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):  # missing, unreadable, or a NUL in the name
-        return
-    for test, kind in _SPECIAL_KINDS:
-        if test(mode):
-            named = f"{where}" if Path(where) == Path(path) else f"{where}: {path}"
-            raise InputDataError(
-                f"{named}: {kind}, not a regular file; expected {what} (special files are "
-                "refused: reading them could block forever)"
-            )
 
 
 def input_gdal_env() -> Any:

@@ -41,11 +41,12 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import transform as window_transform
 
 from tdpcr.core.errors import InputDataError, TdpcrError
+from tdpcr.core.files import require_plain_file
 from tdpcr.core.specs import S1_BANDS, S1_UNITS, S2_BANDS, S2_LEVEL
 from tdpcr.data.normalize import normalise_s1, normalise_s2
 from tdpcr.data.rasters import Grid
 from tdpcr.data.sources.base import check_s2_dn
-from tdpcr.prediction.access import input_gdal_env, require_plain_file
+from tdpcr.prediction.access import input_gdal_env
 from tdpcr.prediction.products import RESAMPLING, BandRef, Product, open_optical, open_sar
 
 log = logging.getLogger(__name__)

@@ -44,9 +44,10 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 from tdpcr.core.errors import InputDataError
+from tdpcr.core.files import require_plain_file
 from tdpcr.core.specs import S1_BANDS, S2_BANDS, S2_LEVEL_BANDS, S2_PB04_OFFSET, s2_band_name
 from tdpcr.data.rasters import Grid, quiet_gdal, require_geotiff
-from tdpcr.prediction.access import is_remote, local_path, require_plain_file
+from tdpcr.prediction.access import is_remote, local_path
 from tdpcr.prediction.safe_checks import (
     band_dn_offset,
     check_band_grid,

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tdpcr.core.errors import InputDataError
+from tdpcr.core.files import require_plain_file
 from tdpcr.core.specs import S2_BAND_INFO, S2_OFFSETS, S2_SCALE
 
 #: Largest metadata file read (bytes). Real ones are far smaller (MTD_MSIL*.xml tens of kB,
@@ -60,6 +61,9 @@ def check_folder_metadata(safe: Path) -> None:
     Raises:
         InputDataError: naming the file and its size.
     """
+    # Any file of the product may be opened (by tdpcr or by GDAL): none may be a named pipe.
+    for file in safe.rglob("*"):
+        require_plain_file(file, safe, "a file of a Sentinel-2 SAFE product")
     candidates = [*safe.glob("*"), *safe.glob("GRANULE/*/*")]
     for file in candidates:
         parts = file.relative_to(safe).parts
