@@ -100,6 +100,30 @@ def test_the_workflow_refuses_an_alias_bomb_in_its_config_file(tmp_path: Path) -
     assert not (tmp_path / "results").exists()  # the resolved config is not written
 
 
+def mapping_bomb(levels: int = 9) -> str:
+    """Nested mappings of aliases: Snakemake's own config merge walks every expanded value."""
+    lines = ["l0: &l0 {v: 1}"]
+    for i in range(1, levels):
+        refs = ", ".join(f"k{j}: *l{i - 1}" for j in range(9))
+        lines.append(f"l{i}: &l{i} {{{refs}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not installed")
+def test_the_workflow_refuses_a_mapping_bomb_as_its_default_config(tmp_path: Path) -> None:
+    """config/config.yaml is read by the Snakefile's `configfile:`: checked before it merges."""
+    (tmp_path / "config").mkdir()
+    write(tmp_path / "config" / "config.yaml", mapping_bomb() + TINY.read_text())
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "-n"]
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=BOUND_S
+    )  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+    assert done.returncode != 0 and len(errors) == 1, done.stderr[-2000:]
+    assert "config/config.yaml" in errors[0] and "aliases expand" in errors[0]
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
