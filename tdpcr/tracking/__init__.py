@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tdpcr.core.errors import InputDataError
 from tdpcr.tracking.context import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
@@ -40,6 +41,7 @@ from tdpcr.tracking.context import (
     system_metrics,
 )
 from tdpcr.tracking.model_logging import RegistrySettings, fetch_checkpoint, is_model_uri
+from tdpcr.tracking.stores import check_store, store_exists
 
 __all__ = [
     "DEFAULT_URI",
@@ -95,17 +97,27 @@ def _first_use_lock(uri: str) -> Iterator[None]:
 
     Processes opening a brand-new SQLite store race on its schema creation (7 of 8 parallel
     ``tdpcr train`` runs crashed); under the lock the first one creates it, the others wait
-    and then find it.
+    and then find it. A store refused in the body (not an MLflow store) keeps nothing of
+    tdpcr's beside it: a lock file this call created is removed.
     """
     if not uri.startswith("sqlite:///"):
         yield
         return
     db = Path(uri.removeprefix("sqlite:///"))
+    if db.is_dir() or db.parent.is_file():
+        yield  # not a store: the body refuses it, there is nothing to lock beside
+        return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+    path = db.with_name(f"{db.name}.lock")
+    created = not path.exists()
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
+        except InputDataError:
+            if created:
+                path.unlink(missing_ok=True)
+            raise
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -114,10 +126,15 @@ def init_store(uri: str) -> str:
     """Create the tracking store (and its schema) if absent; safe from parallel processes.
 
     The workflow still calls it in a single first rule, so jobs never wait on the lock.
+
+    Raises:
+        InputDataError: the URI names a file or folder that is not an MLflow store (nothing
+            is written to it, not even the lock beside it).
     """
     from mlflow.tracking import MlflowClient
 
     with _first_use_lock(uri):
+        check_store(uri, create=True)  # under the lock: no other process is creating it
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
 
@@ -160,6 +177,7 @@ class Tracker:
             from mlflow.tracking import MlflowClient
 
             with _first_use_lock(uri):  # a brand-new store: schema and experiment, once
+                check_store(uri, create=True)
                 self._client = MlflowClient(tracking_uri=uri)
                 self._client.search_experiments(max_results=1)
                 self._experiment_id = self._experiment(experiment)
@@ -338,6 +356,7 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
     """Run id of the newest run of ``experiment`` with ``tags`` (for evaluation to log into)."""
     from mlflow.tracking import MlflowClient
 
+    check_store(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -353,13 +372,6 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
 
 
 # --------------------------------------------------------------------------- evaluation
-def _existing_store(uri: str) -> bool:
-    """False for a SQLite URI whose file does not exist (opening it would create an empty store)."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
-    return True
-
-
 def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) -> str | None:
     """Run id of the training run of ``variant`` whose config hash is ``config_hash``.
 
@@ -367,9 +379,14 @@ def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) 
     this is the run that produced that checkpoint. A finished run is preferred; a resumed
     training leaves one run per attempt, and the newest finished one is the one that
     published the checkpoint. None when the store, the experiment or the run is absent.
+
+    Raises:
+        InputDataError: the URI names something that is not an MLflow store of this MLflow's
+            schema (it is only read, never created or migrated).
     """
-    if not _existing_store(uri):
+    if not store_exists(uri):  # opening it would create an empty store
         return None
+    check_store(uri)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
