@@ -320,3 +320,20 @@ def test_a_logged_model_with_an_edited_meta_json_is_refused_naming_its_uri(
     )
     assert "tdpcr-fetch-" not in line  # not the temporary download folder, gone by now
     assert not (tmp_path / "pred").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Values from configs and meta.json never change an MLflow search
+
+
+def test_a_config_hash_with_a_quote_is_refused_not_searched(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tdpcr.tracking import find_variant_run, init_store
+
+    uri = init_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    MlflowClient(tracking_uri=uri).create_experiment("tiny")
+    forged = "0' or tags.`tdpcr.variant` = 'tdpcr-cr"  # as a hand-edited meta.json could hold
+    with pytest.raises(InputDataError, match="tdpcr.config_hash") as refused:
+        find_variant_run(uri, "tiny", "tdpcr-full", forged)
+    assert repr(forged) in str(refused.value) and "\n" not in str(refused.value)

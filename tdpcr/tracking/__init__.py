@@ -26,6 +26,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+#: Tag values tdpcr searches runs by: variant names, config hashes.
+_PLAIN_VALUE = re.compile(r"[\w.:@+-]+")
 #: Environment variable that overrides the config's tracking URI (e.g. an mlflow server).
 URI_ENV = "MLFLOW_TRACKING_URI"
 
@@ -81,6 +84,24 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
     return flat
+
+
+def _tag_filter(tags: Mapping[str, str]) -> str:
+    """An MLflow search filter matching ``tags`` exactly.
+
+    The values come from configs and meta.json files; a quote in one would change what the
+    filter means (MLflow's filter language has no escape for it), so only plain names pass.
+
+    Raises:
+        InputDataError: a value holds anything but letters, digits and ``_ . - : @ +``.
+    """
+    for key, value in tags.items():
+        if not _PLAIN_VALUE.fullmatch(str(value)):
+            raise InputDataError(
+                f"MLflow tag {key} = {value!r}: only letters, digits and _ . - : @ + are "
+                "searched for (a quote would change the search)"
+            )
+    return " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -219,7 +240,7 @@ class Tracker:
             return self._client.get_experiment_by_name(name).experiment_id
 
     def _find_run(self, tags: Mapping[str, str]) -> str | None:
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        query = _tag_filter(tags)
         runs = self._client.search_runs(
             [self._experiment_id],
             filter_string=query,
@@ -361,7 +382,7 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    query = _tag_filter(tags)
     runs = client.search_runs(
         [exp.experiment_id],
         filter_string=query,
@@ -393,7 +414,7 @@ def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    query = f"tags.`tdpcr.variant` = '{variant}' and tags.`tdpcr.config_hash` = '{config_hash}'"
+    query = _tag_filter({"tdpcr.variant": variant, "tdpcr.config_hash": config_hash})
     for status_filter in (" and attributes.status = 'FINISHED'", ""):
         runs = client.search_runs(
             [exp.experiment_id],
