@@ -337,3 +337,15 @@ def test_a_config_hash_with_a_quote_is_refused_not_searched(tmp_path: Path) -> N
     with pytest.raises(InputDataError, match="tdpcr.config_hash") as refused:
         find_variant_run(uri, "tiny", "tdpcr-full", forged)
     assert repr(forged) in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_recording_to_an_unanswered_tracking_server_is_one_line(tmp_path: Path) -> None:
+    uri = closed_port()
+    config = _tracking_config(tmp_path, uri)
+    # The user's own bounds (no retries) are kept; tdpcr's own would retry for half a minute.
+    code, err, _ = run_tdpcr(
+        "tracking-init", "--config", config, "--out", tmp_path / "t.json",
+        env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}, timeout=3 * SERVER_BOUND_S,
+    )  # fmt: skip
+    one_line_refusal(code, err, f"tracking server {uri} did not answer", "MAX_RETRIES=0")
+    assert not (tmp_path / "t.json").exists()

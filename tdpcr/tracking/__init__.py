@@ -42,7 +42,7 @@ from tdpcr.tracking.context import (
     system_metrics,
 )
 from tdpcr.tracking.model_logging import RegistrySettings, fetch_checkpoint, is_model_uri
-from tdpcr.tracking.stores import check_store, store_exists
+from tdpcr.tracking.stores import check_store, server_failures_as_input_errors, store_exists
 
 __all__ = [
     "DEFAULT_URI",
@@ -154,7 +154,7 @@ def init_store(uri: str) -> str:
     """
     from mlflow.tracking import MlflowClient
 
-    with _first_use_lock(uri):
+    with _first_use_lock(uri), server_failures_as_input_errors(uri):
         check_store(uri, create=True)  # under the lock: no other process is creating it
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
@@ -197,7 +197,8 @@ class Tracker:
             os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
             from mlflow.tracking import MlflowClient
 
-            with _first_use_lock(uri):  # a brand-new store: schema and experiment, once
+            # A brand-new store: schema and experiment, once.
+            with _first_use_lock(uri), server_failures_as_input_errors(uri):
                 check_store(uri, create=True)
                 self._client = MlflowClient(tracking_uri=uri)
                 self._client.search_experiments(max_results=1)

@@ -32,7 +32,7 @@ import numpy as np
 
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import S1_BANDS, S2_BANDS
-from tdpcr.tracking.stores import LOOKUP, check_store, is_server
+from tdpcr.tracking.stores import check_store, unanswered_server
 
 if TYPE_CHECKING:  # the checkpoint module imports torch: only where a model is handled
     from tdpcr.core.checkpoint import CheckpointMeta
@@ -324,18 +324,9 @@ def fetch_checkpoint(model_uri: str, uri: str) -> Iterator[tuple[Path, str]]:
             raise InputDataError(named.replace(tmp, model_uri)) from None
 
 
-def _fetch_failure(err: Exception, uri: str) -> str:
+def _fetch_failure(err, uri: str) -> str:
     """What went wrong, in one line: an unanswered server as such, else MLflow's first line."""
-    import requests
-
-    cause = err.__cause__ or err.__context__
-    if is_server(uri) and isinstance(cause, requests.RequestException):
-        settings = ", ".join(f"{k}={os.environ.get(k)}" for k in LOOKUP.environment())
-        return (
-            f"tracking server {uri} did not answer ({type(cause).__name__}; waited with "
-            f"{settings}: raise them for a slow server)"
-        )
-    return str(err.message).strip().splitlines()[0]
+    return unanswered_server(err, uri) or str(err.message).strip().splitlines()[0]
 
 
 def _describe(model_uri: str, uri: str) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,6 +30,12 @@ from tdpcr.core.errors import InputDataError
 MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs", "registered_models"})
 #: What every MLflow file store folder holds (MLflow's ``FileStore`` creates it first).
 FILE_STORE_MARKER = ".trash"
+#: MLflow's variables for its HTTP client: seconds per request, retries, backoff factor.
+HTTP_SETTINGS = (
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+)
 NOT_FOUND = "not found (set --tracking-uri or MLFLOW_TRACKING_URI to the store that holds it)"
 NOT_WRITTEN = "tdpcr writes no MLflow tables or files into it"
 
@@ -43,11 +50,8 @@ class RequestBounds:
 
     def environment(self) -> dict[str, str]:
         """The MLflow environment variables that carry these bounds."""
-        return {
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout_s),
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.retries),
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.backoff_factor),
-        }
+        values = (self.timeout_s, self.retries, self.backoff_factor)
+        return dict(zip(HTTP_SETTINGS, map(str, values), strict=True))
 
 
 #: Looking a model or a run up: two tries of 5 s, then one line (about 12 s at worst).
@@ -64,6 +68,35 @@ def bound_requests(bounds: RequestBounds) -> None:
     """
     for name, value in bounds.environment().items():
         os.environ.setdefault(name, value)
+
+
+def unanswered_server(err: Exception, uri: str) -> str | None:
+    """``tracking server URI did not answer (...)`` when MLflow gave up on the server behind
+    ``err`` (connection refused, timed out, reset), else None."""
+    import requests
+
+    cause = err.__cause__ or err.__context__
+    if not (is_server(uri) and isinstance(cause, requests.RequestException)):
+        return None
+    waited = ", ".join(f"{name}={os.environ.get(name, 'default')}" for name in HTTP_SETTINGS)
+    return (
+        f"tracking server {uri} did not answer ({type(cause).__name__}; waited with {waited}: "
+        "raise them for a slow server)"
+    )
+
+
+@contextmanager
+def server_failures_as_input_errors(uri: str) -> Iterator[None]:
+    """Turn MLflow giving up on the tracking server into one line naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as err:
+        message = unanswered_server(err, uri)
+        if message is None:
+            raise
+        raise InputDataError(message) from None
 
 
 def is_server(uri: str) -> bool:
