@@ -14,6 +14,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -165,6 +166,22 @@ def _disk_full(err: BaseException) -> bool:
     return False
 
 
+def _quiet_libraries() -> None:
+    """Keep the INFO chatter of libraries off stderr (their warnings stay).
+
+    MLflow (and alembic under it) log at INFO when they open or create a store, and urllib3
+    warns at every retry of an unanswered tracking server: beside a refusal that would no longer
+    be one line, and a run's log would be theirs more than tdpcr's. MLflow sets its own
+    loggers' level from ``MLFLOW_LOGGING_LEVEL`` when it is imported (a user's value stays);
+    the levels are also set here in case it was imported already.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # The retries end in one error line of their own (tdpcr.tracking names the server).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tdpcr`` console script."""
     parser = build_parser()
@@ -176,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("tdpcr").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:
+        _quiet_libraries()
     # The trainer installs its own handler for its loop (save last/, then exit 143).
     try:
         with _terminable():

@@ -14,26 +14,39 @@ previous checkpoint intact. :func:`load_checkpoint` is the one reader every stag
 architecture (model name and constructor kwargs) is what the caller expects and refuses it
 otherwise with one line. Building the module is the models' business
 (:func:`tdpcr.models.create_model_from`).
+
+``model.safetensors`` carries the SHA-256 of the ``meta.json`` written with it (safetensors
+metadata ``tdpcr.meta_sha256``): a meta.json edited afterwards (another band order, model or
+config) or paired with other weights is refused, since the model would be built or fed
+otherwise than it was trained. Checkpoints saved before that record are read, but their band
+list must be the standard order of their level: the tile stores tdpcr trains on hold no other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tdpcr import __version__
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.io import atomic_folder
-from tdpcr.core.specs import S2_BANDS, S2_LEVEL
+from tdpcr.core.specs import S2_BANDS, S2_LEVEL, S2_LEVEL_BANDS
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+#: safetensors metadata key of the SHA-256 of the meta.json saved with the weights.
+META_DIGEST_KEY = "tdpcr.meta_sha256"
 
 
 @dataclass
@@ -74,8 +87,6 @@ def weights_digest(model: nn.Module) -> str:
     Equal digests mean bit-identical weights: data-parallel replicas compare theirs after
     training, and a saved checkpoint loaded into a model gives the digest it was saved with.
     """
-    import hashlib
-
     digest = hashlib.sha256()
     for name, tensor in _state_dict_for_saving(model).items():
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
@@ -115,7 +126,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder atomically (temporary folder, then rename)."""
     with atomic_folder(folder) as tmp:
-        save_file(_state_dict_for_saving(model), str(tmp / "model.safetensors"))
+        record = {META_DIGEST_KEY: meta_digest(meta)}
+        save_file(_state_dict_for_saving(model), str(tmp / "model.safetensors"), metadata=record)
         (tmp / "meta.json").write_text(json.dumps(meta.__dict__, indent=2, default=str))
         if optimizer is not None:
             tensors, described = _flatten_optimizer(optimizer)
@@ -130,6 +142,13 @@ def save_checkpoint(
                 )
             save_file(rng, str(tmp / "rng.safetensors"))
     return Path(folder)
+
+
+def meta_digest(meta: CheckpointMeta) -> str:
+    """SHA-256 of what meta.json holds, as canonical JSON (key order and spacing do not count)."""
+    content = json.loads(json.dumps(meta.__dict__, default=str))  # as written and read back
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def read_meta(folder: Path) -> CheckpointMeta:
@@ -223,10 +242,42 @@ def load_checkpoint(folder: Path, *, expect: ModelSpec | None = None) -> Checkpo
     if not path.is_file():
         raise InputDataError(f"{path}: checkpoint weights missing")
     try:
-        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as weights:
+            recorded = (weights.metadata() or {}).get(META_DIGEST_KEY)
+            state = {name: weights.get_tensor(name) for name in weights.keys()}  # noqa: SIM118
     except Exception as err:  # safetensors raises its own error types for truncated files
         raise InputDataError(f"{path}: unreadable weights ({err})") from None
+    check_meta_record(meta, recorded, folder)
     return Checkpoint(folder, meta, state)
+
+
+def check_meta_record(meta: CheckpointMeta, recorded: str | None, folder: Path) -> None:
+    """Refuse a meta.json that is not the one saved with the weights (``recorded`` digest).
+
+    Without a record (saved before tdpcr wrote one) only the band order can be checked: it
+    must be the standard order of the checkpoint's level, the only one tile stores hold.
+    """
+    where = folder / "meta.json"
+    if recorded is not None:
+        if recorded != meta_digest(meta):
+            raise InputDataError(
+                f"{where}: edited since training: meta.json and the weights in "
+                f"{folder / 'model.safetensors'} do not fit (the digest saved with the weights "
+                "differs; model, band order or config changed); restore the meta.json saved "
+                "with these weights"
+            )
+        return
+    bands, level = trained_input_bands(meta)
+    if level in S2_LEVEL_BANDS and bands != S2_LEVEL_BANDS[level]:
+        raise InputDataError(
+            f"{where}: extra.s2_bands {list(bands)} is not the {level} band order "
+            f"{list(S2_LEVEL_BANDS[level])} of any tile store; meta.json was edited"
+        )
+    log.warning(
+        "%s: saved without a record of its meta.json (older tdpcr); model and band order "
+        "cannot be checked against the weights",
+        folder / "model.safetensors",
+    )
 
 
 def load_training_state(

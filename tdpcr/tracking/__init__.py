@@ -26,12 +26,14 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tdpcr.core.errors import InputDataError
 from tdpcr.tracking.context import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
@@ -40,6 +42,7 @@ from tdpcr.tracking.context import (
     system_metrics,
 )
 from tdpcr.tracking.model_logging import RegistrySettings, fetch_checkpoint, is_model_uri
+from tdpcr.tracking.stores import check_store, server_failures_as_input_errors, store_exists
 
 __all__ = [
     "DEFAULT_URI",
@@ -60,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///results/mlflow.db"
+#: Tag values tdpcr searches runs by: variant names, config hashes.
+_PLAIN_VALUE = re.compile(r"[\w.:@+-]+")
 #: Environment variable that overrides the config's tracking URI (e.g. an mlflow server).
 URI_ENV = "MLFLOW_TRACKING_URI"
 
@@ -81,6 +86,24 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def _tag_filter(tags: Mapping[str, str]) -> str:
+    """An MLflow search filter matching ``tags`` exactly.
+
+    The values come from configs and meta.json files; a quote in one would change what the
+    filter means (MLflow's filter language has no escape for it), so only plain names pass.
+
+    Raises:
+        InputDataError: a value holds anything but letters, digits and ``_ . - : @ +``.
+    """
+    for key, value in tags.items():
+        if not _PLAIN_VALUE.fullmatch(str(value)):
+            raise InputDataError(
+                f"MLflow tag {key} = {value!r}: only letters, digits and _ . - : @ + are "
+                "searched for (a quote would change the search)"
+            )
+    return " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+
+
 def _artifact_root(uri: str) -> str | None:
     """Artifacts next to a local SQLite store (results/mlartifacts), else the server's default."""
     if uri.startswith("sqlite:///"):
@@ -95,17 +118,27 @@ def _first_use_lock(uri: str) -> Iterator[None]:
 
     Processes opening a brand-new SQLite store race on its schema creation (7 of 8 parallel
     ``tdpcr train`` runs crashed); under the lock the first one creates it, the others wait
-    and then find it.
+    and then find it. A store refused in the body (not an MLflow store) keeps nothing of
+    tdpcr's beside it: a lock file this call created is removed.
     """
     if not uri.startswith("sqlite:///"):
         yield
         return
     db = Path(uri.removeprefix("sqlite:///"))
+    if db.is_dir() or db.parent.is_file():
+        yield  # not a store: the body refuses it, there is nothing to lock beside
+        return
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(f"{db.name}.lock"), "a") as lock:
+    path = db.with_name(f"{db.name}.lock")
+    created = not path.exists()
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
+        except InputDataError:
+            if created:
+                path.unlink(missing_ok=True)
+            raise
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -114,10 +147,15 @@ def init_store(uri: str) -> str:
     """Create the tracking store (and its schema) if absent; safe from parallel processes.
 
     The workflow still calls it in a single first rule, so jobs never wait on the lock.
+
+    Raises:
+        InputDataError: the URI names a file or folder that is not an MLflow store (nothing
+            is written to it, not even the lock beside it).
     """
     from mlflow.tracking import MlflowClient
 
-    with _first_use_lock(uri):
+    with _first_use_lock(uri), server_failures_as_input_errors(uri):
+        check_store(uri, create=True)  # under the lock: no other process is creating it
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     return uri
 
@@ -159,7 +197,9 @@ class Tracker:
             os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
             from mlflow.tracking import MlflowClient
 
-            with _first_use_lock(uri):  # a brand-new store: schema and experiment, once
+            # A brand-new store: schema and experiment, once.
+            with _first_use_lock(uri), server_failures_as_input_errors(uri):
+                check_store(uri, create=True)
                 self._client = MlflowClient(tracking_uri=uri)
                 self._client.search_experiments(max_results=1)
                 self._experiment_id = self._experiment(experiment)
@@ -201,7 +241,7 @@ class Tracker:
             return self._client.get_experiment_by_name(name).experiment_id
 
     def _find_run(self, tags: Mapping[str, str]) -> str | None:
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        query = _tag_filter(tags)
         runs = self._client.search_runs(
             [self._experiment_id],
             filter_string=query,
@@ -338,11 +378,12 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
     """Run id of the newest run of ``experiment`` with ``tags`` (for evaluation to log into)."""
     from mlflow.tracking import MlflowClient
 
+    check_store(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    query = _tag_filter(tags)
     runs = client.search_runs(
         [exp.experiment_id],
         filter_string=query,
@@ -353,13 +394,6 @@ def find_run(uri: str, experiment: str, tags: Mapping[str, str]) -> str | None:
 
 
 # --------------------------------------------------------------------------- evaluation
-def _existing_store(uri: str) -> bool:
-    """False for a SQLite URI whose file does not exist (opening it would create an empty store)."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
-    return True
-
-
 def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) -> str | None:
     """Run id of the training run of ``variant`` whose config hash is ``config_hash``.
 
@@ -367,16 +401,21 @@ def find_variant_run(uri: str, experiment: str, variant: str, config_hash: str) 
     this is the run that produced that checkpoint. A finished run is preferred; a resumed
     training leaves one run per attempt, and the newest finished one is the one that
     published the checkpoint. None when the store, the experiment or the run is absent.
+
+    Raises:
+        InputDataError: the URI names something that is not an MLflow store of this MLflow's
+            schema (it is only read, never created or migrated).
     """
-    if not _existing_store(uri):
+    if not store_exists(uri):  # opening it would create an empty store
         return None
+    check_store(uri)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    query = f"tags.`tdpcr.variant` = '{variant}' and tags.`tdpcr.config_hash` = '{config_hash}'"
+    query = _tag_filter({"tdpcr.variant": variant, "tdpcr.config_hash": config_hash})
     for status_filter in (" and attributes.status = 'FINISHED'", ""):
         runs = client.search_runs(
             [exp.experiment_id],

@@ -32,6 +32,7 @@ import numpy as np
 
 from tdpcr.core.errors import InputDataError
 from tdpcr.core.specs import S1_BANDS, S2_BANDS
+from tdpcr.tracking.stores import check_store, unanswered_server
 
 if TYPE_CHECKING:  # the checkpoint module imports torch: only where a model is handled
     from tdpcr.core.checkpoint import CheckpointMeta
@@ -291,29 +292,41 @@ def fetch_checkpoint(model_uri: str, uri: str) -> Iterator[tuple[Path, str]]:
     """Download the MLflow model ``model_uri`` from tracking store ``uri``; yield its checkpoint
     folder (deleted afterwards) and a description of what it resolved to.
 
+    The store is only read: one that MLflow would create or alter to open is refused first
+    (:func:`tdpcr.tracking.stores.check_store`). An error about the checkpoint raised while
+    the folder is in use names ``model_uri``, not the temporary folder.
+
     Raises:
         InputDataError: the store, the registered model, the alias or the run does not exist,
-            or the model is not a tdpcr model (one line naming the URI).
+            the store is not an MLflow store or its server does not answer, or the model is
+            not a tdpcr model (one line naming the URI).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise InputDataError(
-            f"{model_uri}: tracking store {uri} not found (set --tracking-uri or "
-            "MLFLOW_TRACKING_URI to the store that holds the model)"
-        )
+    try:
+        check_store(uri)
+    except InputDataError as err:
+        raise InputDataError(f"{model_uri}: {err}") from None
     with tempfile.TemporaryDirectory(prefix="tdpcr-fetch-") as tmp, using_uri(uri):
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
         except MlflowException as err:
-            first = str(err.message).strip().splitlines()[0]
-            raise InputDataError(f"{model_uri}: {first}") from None
+            raise InputDataError(f"{model_uri}: {_fetch_failure(err, uri)}") from None
         folder = local / "artifacts" / CHECKPOINT_ARTIFACT
         if not (folder / "meta.json").is_file():
             what = f"no {CHECKPOINT_ARTIFACT} artifact"
             raise InputDataError(f"{model_uri}: not a tdpcr model ({what})")
-        yield folder, _describe(model_uri, uri)
+        try:
+            yield folder, _describe(model_uri, uri)
+        except InputDataError as err:  # the temporary folder is gone when the user reads it
+            named = str(err).replace(str(folder), f"{model_uri} {CHECKPOINT_ARTIFACT}")
+            raise InputDataError(named.replace(tmp, model_uri)) from None
+
+
+def _fetch_failure(err, uri: str) -> str:
+    """What went wrong, in one line: an unanswered server as such, else MLflow's first line."""
+    return unanswered_server(err, uri) or str(err.message).strip().splitlines()[0]
 
 
 def _describe(model_uri: str, uri: str) -> str:
