@@ -9,7 +9,11 @@ Values are deterministic functions of a ``seed`` so a test can recompute what a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +339,37 @@ def make_scenes(
         for piece in pieces:
             write_tif(root / f"scene{i}" / f"{piece}.tif", arrays[piece], crs, transform)
     return root
+
+
+@contextmanager
+def silent_server(life_s: float = 60.0) -> Iterator[tuple[str, list[int]]]:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers; it stops by
+    itself after ``life_s`` seconds (or when the block ends). Yields its URL and a list whose
+    length counts the connections accepted."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        held = []
+        end = time.monotonic() + life_s
+        while not stop.is_set() and time.monotonic() < end:
+            try:
+                held.append(server.accept()[0])
+                accepted.append(1)
+            except TimeoutError:
+                continue
+        for conn in held:
+            conn.close()
+        server.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -12,13 +12,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +28,7 @@ from tdpcr.core.errors import TdpcrError
 from tdpcr.data.rasters import Grid
 from tdpcr.prediction.inputs import bbox_window, open_inputs
 from tests.fake_products import ULX, ULY, make_stac_s1_rtc, make_stac_s2
-from tests.fakes import UTM_CRS
+from tests.fakes import UTM_CRS, silent_server
 from tests.test_products import tiny_checkpoint
 from tests.test_reliability import hidden_leftovers, one_line_refusal
 
@@ -110,40 +106,6 @@ def assert_nothing_left(out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Servers and files that never answer
-
-
-@contextmanager
-def silent_server(life_s: float = 60.0) -> Iterator[tuple[str, list[int]]]:
-    """A TCP server on 127.0.0.1 that accepts connections and never answers; it stops by
-    itself after ``life_s`` seconds (or when the block ends). Yields its URL and a list whose
-    length counts the connections accepted."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.2)
-    accepted: list[int] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        held = []
-        end = time.monotonic() + life_s
-        while not stop.is_set() and time.monotonic() < end:
-            try:
-                held.append(server.accept()[0])
-                accepted.append(1)
-            except TimeoutError:
-                continue
-        for conn in held:
-            conn.close()
-        server.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def with_href(key: str, href: str):

@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tdpcr.core.checkpoint import load_checkpoint
 from tdpcr.core.config import shipped_config
 from tdpcr.core.errors import InputDataError
 from tests import test_predict
+from tests.fakes import silent_server as never_answering_server
 from tests.test_products import tiny_checkpoint
 from tests.test_reliability import one_line_refusal
 
@@ -197,27 +197,8 @@ def test_a_new_store_is_created_without_library_info_lines(tmp_path: Path) -> No
 def silent_server() -> Iterator[str]:
     """A server on 127.0.0.1 that accepts connections and never answers; it stops by itself
     after 3 x SERVER_BOUND_S seconds (and at the end of the test)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.5)
-    stop = threading.Event()
-    deadline = time.monotonic() + 3 * SERVER_BOUND_S
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-        for connection in held:
-            connection.close()
-        listener.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
+    with never_answering_server(3 * SERVER_BOUND_S) as (url, _):
+        yield url
 
 
 def closed_port() -> str:
