@@ -30,7 +30,7 @@ LOGS = "results/logs"
 def argv(items):
     """Command-line arguments as a list of strings, one item per argument.
 
-    Rules put them into `shell:` commands as `{params.name:q}`, which quotes every item on its
+    Rules put them into their shell commands as `{params.name:q}`, which quotes every item on its
     own (shlex), and quote every path (`{input:q}`, `{output:q}`, `{log:q}`): a config value
     (a dataset root, a split file, a product path, a URI) is then always one argument, never
     shell syntax, and a path with spaces stays one path. tests/test_shell_safety.py checks it.
