@@ -229,16 +229,23 @@ STAC_SHAPES = {
 }
 
 
+def predict_refuses_edited_item(
+    products: dict[str, Path], tmp_path: Path, capsys, edit, *expected: str
+) -> None:
+    """Predict on the S2 item after ``edit``: one line naming the item and ``expected``."""
+    item = edited_item(products["s2"], tmp_path / "item.json", edit)
+    out = tmp_path / "pred"
+    code, err = run_main(capsys, predict_args(item, products["s1"], products["checkpoint"], out))
+    one_line_refusal(code, err, str(item), *expected)
+    assert_nothing_left(out)
+
+
 @pytest.mark.parametrize("shape", sorted(STAC_SHAPES))
 def test_stac_json_that_is_not_an_item_is_one_line(
     products: dict[str, Path], tmp_path: Path, capsys, shape: str
 ) -> None:
     edit, expected = STAC_SHAPES[shape]
-    item = edited_item(products["s2"], tmp_path / "item.json", edit)
-    out = tmp_path / "pred"
-    code, err = run_main(capsys, predict_args(item, products["s1"], products["checkpoint"], out))
-    one_line_refusal(code, err, str(item), expected)
-    assert_nothing_left(out)
+    predict_refuses_edited_item(products, tmp_path, capsys, edit, expected)
 
 
 def _raster(value) -> callable:
@@ -261,11 +268,7 @@ def test_raster_bands_of_the_wrong_types_are_one_line(
     products: dict[str, Path], tmp_path: Path, capsys, case: str
 ) -> None:
     edit, expected = RASTER_BANDS[case]
-    item = edited_item(products["s2"], tmp_path / "item.json", edit)
-    out = tmp_path / "pred"
-    code, err = run_main(capsys, predict_args(item, products["s1"], products["checkpoint"], out))
-    one_line_refusal(code, err, str(item), "asset 'coastal'", expected)
-    assert_nothing_left(out)
+    predict_refuses_edited_item(products, tmp_path, capsys, edit, "asset 'coastal'", expected)
 
 
 def test_s1_raster_bands_that_are_not_a_list_are_one_line(
