@@ -123,8 +123,13 @@ def save_checkpoint(
     meta: CheckpointMeta,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
+    averaged: nn.Module | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically (temporary folder, then rename)."""
+    """Write a checkpoint folder atomically (temporary folder, then rename).
+
+    ``averaged``: the moving average of the weights (a resume point of a model evaluated with
+    averaged weights), written beside the training state as ``averaged.safetensors``.
+    """
     with atomic_folder(folder) as tmp:
         record = {META_DIGEST_KEY: meta_digest(meta)}
         save_file(_state_dict_for_saving(model), str(tmp / "model.safetensors"), metadata=record)
@@ -141,6 +146,8 @@ def save_checkpoint(
                     {f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
                 )
             save_file(rng, str(tmp / "rng.safetensors"))
+        if averaged is not None:
+            save_file(_state_dict_for_saving(averaged), str(tmp / "averaged.safetensors"))
     return Path(folder)
 
 
@@ -281,9 +288,13 @@ def check_meta_record(meta: CheckpointMeta, recorded: str | None, folder: Path) 
 
 
 def load_training_state(
-    folder: Path, optimizer: torch.optim.Optimizer, scheduler: Any | None = None
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None = None,
+    averaged: nn.Module | None = None,
 ) -> None:
-    """Restore optimizer, scheduler and RNG states saved by :func:`save_checkpoint`."""
+    """Restore optimizer, scheduler, RNG and averaged-weight states saved by
+    :func:`save_checkpoint`."""
     folder = Path(folder)
     path = folder / "optimizer.safetensors"
     try:
@@ -295,6 +306,9 @@ def load_training_state(
             scheduler.load_state_dict(described["scheduler"])
         path = folder / "rng.safetensors"
         rng = load_file(str(path))
+        if averaged is not None:
+            path = folder / "averaged.safetensors"
+            averaged.load_state_dict(load_file(str(path)))
     except Exception as err:  # truncated or foreign files: safetensors / json / torch errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputDataError(

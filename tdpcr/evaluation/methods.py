@@ -10,12 +10,15 @@ A method names the trained variants it runs and how they are wired:
 method                      cloud-free image from       land-cover map from
 ==========================  ==========================  ===================================
 cloudy-input                the cloudy input (no-op)    -
-dsen2cr, tdpcr-cr           that variant                -
-tdpcr-full (and ablations)  that variant                the same variant's head (multi-task)
+dsen2cr, glfcr, hpncr,      that variant                -
+emrdm, tdpcr-cr
+tdpcr-full (and ablations), that variant                the same variant's head (multi-task)
+cloudseg
 segformer-clear/-cloudy/    -                           that SegFormer on its own input
 -sar                                                    (direct: clear / cloudy S2, or S1)
-dsen2cr+segformer-clear     DSen2-CR (not scored)       segformer-clear on the DSen2-CR
-tdpcr-cr+segformer-clear    TDP-CR CR-only (not scored) output / the TDP-CR output (multi-stage)
+<cr>+segformer-clear        the CR model (not scored)   segformer-clear on the CR model's
+                                                        output (multi-stage), for DSen2-CR,
+                                                        GLF-CR, HPN-CR, EMRDM, TDP-CR CR-only
 ==========================  ==========================  ===================================
 """
 
@@ -26,6 +29,14 @@ from typing import Literal
 
 from tdpcr.core.errors import InputDataError
 from tdpcr.training.variants import VARIANTS, get_variant
+
+#: The reconstruction baselines of Table I (variant = method name, label), in table order.
+RECONSTRUCTION_BASELINES: tuple[tuple[str, str], ...] = (
+    ("dsen2cr", "DSen2-CR"),
+    ("glfcr", "GLF-CR"),
+    ("hpncr", "HPN-CR"),
+    ("emrdm", "EMRDM"),
+)
 
 #: Where a method's land-cover map comes from (see the module docstring).
 SegSource = Literal["input", "cr_output", "head"]
@@ -94,9 +105,10 @@ class Method:
 
 
 def _methods() -> list[Method]:
-    methods = [
-        Method("cloudy-input", "Cloudy input", scores_cr=True),
-        Method("dsen2cr", "DSen2-CR", cr_variant="dsen2cr", scores_cr=True),
+    methods = [Method("cloudy-input", "Cloudy input", scores_cr=True)]
+    methods += [
+        Method(name, label, cr_variant=name, scores_cr=True)
+        for name, label in RECONSTRUCTION_BASELINES
     ]
     for prefix, label in (
         ("tdpcr", "TDP-CR"),
@@ -131,6 +143,7 @@ def _methods() -> list[Method]:
             "head",
             scores_cr=True,
         ),
+        Method("cloudseg", "CloudSeg", "cloudseg", "cloudseg", "head", scores_cr=True),
         Method(
             "segformer-clear",
             "SegFormer on clear optical",
@@ -146,12 +159,10 @@ def _methods() -> list[Method]:
         Method(
             "segformer-sar", "SegFormer on SAR", seg_variant="segformer-sar", seg_source="input"
         ),
-        Method(
-            "dsen2cr+segformer-clear",
-            "DSen2-CR -> SegFormer",
-            "dsen2cr",
-            "segformer-clear",
-            "cr_output",
+        *(
+            Method(f"{name}+segformer-clear", f"{label} -> SegFormer", name, "segformer-clear",
+                   "cr_output")  # fmt: skip
+            for name, label in RECONSTRUCTION_BASELINES
         ),
         Method(
             "tdpcr-cr+segformer-clear",
@@ -178,7 +189,8 @@ def get_method(name: str) -> Method:
 #: Figure 3 compares these cloud-removal methods (column title, method name). Both TDP-CR
 #: phases are shown: phase 2 retrains the PGF for segmentation, which moves the reconstruction.
 FIG3_METHODS: tuple[tuple[str, str], ...] = (
-    ("DSen2-CR", "dsen2cr"),
+    *((label, name) for name, label in RECONSTRUCTION_BASELINES),
+    ("CloudSeg", "cloudseg"),
     ("TDP-CR CR-only", "tdpcr-cr"),
     ("TDP-CR Full", "tdpcr-full"),
 )
@@ -197,6 +209,7 @@ FIG5_METHODS: tuple[tuple[str, str], ...] = (
     ("Direct: SAR", "segformer-sar"),
     ("DSen2-CR -> SegFormer", "dsen2cr+segformer-clear"),
     ("TDP-CR CR -> SegFormer", "tdpcr-cr+segformer-clear"),
+    ("Multi-task: CloudSeg", "cloudseg"),
     ("Multi-task: TDP-CR", "tdpcr-full"),
 )
 

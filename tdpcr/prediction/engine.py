@@ -49,7 +49,10 @@ from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_op
 from tdpcr.prediction.writers import SceneWriter, check_out
 
 #: Architectures that produce a cloud-free image (segmenters alone cannot be used here).
-PREDICTABLE_MODELS: tuple[str, ...] = ("tdpcr", "dsen2cr")
+#: Models that output a cloud-free image (CloudSeg and TDP-CR with a head also land cover).
+PREDICTABLE_MODELS: tuple[str, ...] = ("tdpcr", "dsen2cr", "glfcr", "hpncr", "emrdm", "cloudseg")
+#: Variants of a predictable model that read cloud-free input (their image head is untrained).
+TEACHER_VARIANTS: tuple[str, ...] = ("cloudseg-teacher",)
 
 
 @dataclass
@@ -227,6 +230,11 @@ def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
         raise InputDataError(
             f"{folder}: a {meta.model_name!r} checkpoint (variant {meta.variant!r}) {what}; "
             f"predict needs a cloud-removal model ({', '.join(PREDICTABLE_MODELS)})"
+        )
+    if meta.variant in TEACHER_VARIANTS:
+        raise InputDataError(
+            f"{folder}: variant {meta.variant!r} is a distillation teacher trained on cloud-free "
+            "input for land cover only; predict with its student instead"
         )
     device = select_device(force_cpu)
     model = create_model_from(loaded).eval().to(device=device)

@@ -40,6 +40,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         force_cpu=args.cpu,
         tracker=_make_tracker(config, not args.no_tracking),
+        teacher_dir=Path(args.teacher) if args.teacher else None,
     )
     print(json.dumps({"variant": args.variant, "best": metrics}, indent=2))
 
@@ -65,6 +66,9 @@ def register(command: CommandFactory) -> None:
     train.add_argument("--store", required=True, help="tile store to train on")
     train.add_argument("--out", required=True, help="output folder results/models/<variant>")
     train.add_argument("--init", default=None, help="checkpoint folder to start from (phase 2)")
+    train.add_argument(
+        "--teacher", default=None, help="checkpoint folder of a frozen teacher (CloudSeg)"
+    )
     train.add_argument("--threads", type=int, default=1, help="CPU threads (Snakemake threads)")
     train.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")
     train.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")

@@ -1,4 +1,5 @@
-"""Training losses: L1 + lambda_ssim * (1 - SSIM) for reconstruction, CE for segmentation."""
+"""Training losses: the project's L1 + lambda_ssim * (1 - SSIM) for reconstruction and CE for
+segmentation, and the published losses of the reconstruction baselines."""
 
 from __future__ import annotations
 
@@ -42,3 +43,9 @@ def segmentation_loss(
     )
     loss = summed / (labels != IGNORE_INDEX).sum().clamp(min=1)
     return loss, {"ce": float(loss.detach())}
+
+
+def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean absolute error on (B, 13, H, W) reflectance, in float32: GLF-CR's published loss."""
+    loss = F.l1_loss(pred.float(), target.float())
+    return loss, {"l1": float(loss.detach())}

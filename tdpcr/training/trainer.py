@@ -54,6 +54,7 @@ from tdpcr.data.dataset import ResumableSampler, make_loader
 from tdpcr.models import create_model
 from tdpcr.models.peft import parameter_groups, set_trainable
 from tdpcr.models.registry import check_model_fits
+from tdpcr.training.averaging import WeightAverage
 from tdpcr.training.steps import compute_loss, forward
 from tdpcr.training.variants import Variant, get_variant, model_kwargs, step_budget
 
@@ -124,6 +125,21 @@ def build_model(
         head = {k: kwargs[k] for k in ("head_width",) if k in kwargs}
         model.attach_head(num_classes, **head)
     return model, kwargs
+
+
+def load_teacher(
+    variant: Variant, config: dict, teacher_dir: Path | None, runtime: Runtime
+) -> nn.Module | None:
+    """The frozen teacher a distillation student learns from (eval mode, no gradients)."""
+    if variant.teacher is None:
+        return None
+    if teacher_dir is None:
+        raise ConfigError(f"variant {variant.name} learns from {variant.teacher}: pass --teacher")
+    teacher_variant = get_variant(variant.teacher)
+    kwargs = model_kwargs(teacher_variant, config["models"], len(CLASS_NAMES))
+    checkpoint = load_checkpoint(teacher_dir, expect=ModelSpec(teacher_variant.model, kwargs))
+    teacher = checkpoint.load_into(create_model(teacher_variant.model, **kwargs))
+    return teacher.requires_grad_(False).eval().to(runtime.device)
 
 
 def refuse_a_model_beyond_memory(variant: Variant, config: dict) -> None:
@@ -197,6 +213,7 @@ def resume(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    average: WeightAverage | None = None,
 ) -> Progress:
     """Restore ``last/`` when it was saved with this config; else start over (and say so)."""
     if not (last_dir / "meta.json").is_file():
@@ -207,7 +224,10 @@ def resume(
         shutil.rmtree(last_dir)
         return Progress()
     load_checkpoint(last_dir, expect=spec).load_into(model)
-    load_training_state(last_dir, optimizer, scheduler)
+    load_training_state(last_dir, optimizer, scheduler, average.model if average else None)
+    if average is not None:  # the average continues where it stopped: no first-update copy
+        average.updates = previous.step
+        average.averaged.n_averaged.fill_(previous.step)
     print(f"resumed from step {previous.step} ({last_dir})", flush=True)
     return Progress(
         previous.step,
@@ -358,6 +378,10 @@ class _Run:
     total_steps: int
     tracker: Any | None
     progress: Progress = field(default_factory=Progress)
+    #: The moving average of the weights, for variants evaluated with it (EMRDM).
+    average: WeightAverage | None = None
+    #: The frozen teacher of a distillation student (CloudSeg).
+    teacher: nn.Module | None = None
     #: S2 bands and level of the store (checkpoint metadata: predict checks inputs by them).
     input_bands: dict = field(default_factory=dict)
 
@@ -372,6 +396,11 @@ class _Run:
     @property
     def best_dir(self) -> Path:
         return self.out_dir / "best"
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validation scores and ``best/`` keeps: the average where there is one."""
+        return self.average.model if self.average is not None else self.model
 
     def meta(self, step: int, metrics: dict, extra: dict) -> CheckpointMeta:
         return CheckpointMeta(
@@ -390,7 +419,8 @@ class _Run:
         best = self.progress
         extra = {"best_value": best.best_value, "best_metrics": best.best_metrics}
         meta = self.meta(step, best.best_metrics, extra)
-        save_checkpoint(self.last_dir, self.model, meta, self.optimizer, self.scheduler)
+        average = self.average.model if self.average is not None else None
+        save_checkpoint(self.last_dir, self.model, meta, self.optimizer, self.scheduler, average)
 
     def tracking_context(self, store: Path):
         """The MLflow run of this variant, nested in its family's parent run, reading ``store``."""
@@ -433,7 +463,9 @@ class _Run:
         """Validate, keep ``best/`` when the selection metric improved, save ``last/``."""
         if self.runtime.main:
             max_batches = self.train["val_max_batches"]
-            metrics = validate(self.model, self.variant, val_loader, self.runtime, max_batches)
+            metrics = validate(
+                self.evaluated, self.variant, val_loader, self.runtime, max_batches
+            )
             if self.tracker is not None:
                 self.tracker.log_metrics(metrics, step)
             weight = float(self.train["selection_psnr_weight"])
@@ -445,7 +477,7 @@ class _Run:
                 best.best_value, best.best_metrics = value, {**metrics, "step": step}
                 extra = {"selection": selection, "selection_value": value}
                 meta = self.meta(step, best.best_metrics, extra)
-                save_checkpoint(self.best_dir, self.model, meta)
+                save_checkpoint(self.best_dir, self.evaluated, meta)
         self.save_resume(step)
 
     def stop(self, step: int, signum: int) -> None:
@@ -523,7 +555,7 @@ class _Run:
     def step(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         """One optimizer step on ``batch``."""
         with autocast(self.runtime.cuda):
-            out = forward(self.model, self.variant, batch)
+            out = forward(self.model, self.variant, batch, self.teacher)
         loss, parts = compute_loss(self.variant, out, batch, self.train)
         if not torch.isfinite(loss):
             raise self.diverged(float(loss.detach()), step)
@@ -531,6 +563,8 @@ class _Run:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update(self.model)
         return loss, parts
 
 
@@ -545,6 +579,7 @@ def train_variant(
     progress: bool = True,
     force_cpu: bool = False,
     tracker: Any | None = None,
+    teacher_dir: Path | None = None,
 ) -> dict[str, float]:
     """Train one variant; return the best validation metrics.
 
@@ -554,6 +589,7 @@ def train_variant(
         store: the tile store (``results/tiles/<dataset>.zarr``).
         out_dir: ``results/models/<variant>``.
         init_dir: checkpoint folder of the variant this one starts from (phase 2).
+        teacher_dir: checkpoint folder of a distillation student's frozen teacher.
         threads: CPU threads granted (Snakemake ``threads``).
         tracker: a :class:`tdpcr.tracking.Tracker` (or None for no tracking).
     """
@@ -561,7 +597,7 @@ def train_variant(
     refuse_a_model_beyond_memory(variant, config)
     with folder_kept_only_if_used(out_dir) as out:
         return _train(config, variant, Path(store), out, init_dir, threads, progress,
-                      force_cpu, tracker)  # fmt: skip
+                      force_cpu, tracker, teacher_dir)  # fmt: skip
 
 
 def _train(
@@ -574,6 +610,7 @@ def _train(
     progress: bool,
     force_cpu: bool,
     tracker: Any | None,
+    teacher_dir: Path | None = None,
 ) -> dict[str, float]:
     train = config["train"]
     runtime = setup_runtime(threads, force_cpu=force_cpu)
@@ -594,9 +631,10 @@ def _train(
         config, variant, runtime, out_dir, model, kwargs, optimizer, scheduler, digest,
         total_steps, tracker,
     )  # fmt: skip
-    run.progress = resume(
-        run.last_dir, digest, ModelSpec(variant.model, kwargs), model, optimizer, scheduler
-    )
+    run.average = WeightAverage(model) if variant.ema else None
+    run.teacher = load_teacher(variant, config, teacher_dir, runtime)
+    spec = ModelSpec(variant.model, kwargs)
+    run.progress = resume(run.last_dir, digest, spec, model, optimizer, scheduler, run.average)
     if runtime.world > 1:
         device_ids = [runtime.device.index] if runtime.cuda else None
         run.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

@@ -13,11 +13,21 @@ tdpcr-local-cr / -full    PGF local   as above           as above      tdpcr-loc
 tdpcr-joint               tdpcr+head  rec + seg          fpft          scratch (one phase)   N + M
 tdpcr-fpft                tdpcr+head  rec + seg          fpft          tdpcr-cr              N + M
 dsen2cr                   dsen2cr     rec                all           scratch               N
+glfcr                     glfcr       L1 (published)     all           scratch               N
+hpncr                     hpncr       SmoothL1+MS-SSIM   all           scratch               N
+                                      +SAM (published)
+emrdm                     emrdm       EDM-weighted L2    all (EMA)     scratch               N
+cloudseg-teacher          cloudseg    seg (clear S2+S1)  all           scratch               M
+cloudseg                  cloudseg    seg + rec + KD     all           scratch, frozen       N
+                                                                       cloudseg-teacher
 segformer-clear/-cloudy   segformer   seg                all           scratch               N
 segformer-sar             segformer   seg (on S1)        all           scratch               N
 ========================  ==========  =================  ============  ====================  =====
 
-N and M are ``train.steps.phase1`` and ``train.steps.phase2`` (:func:`step_budget`).
+N and M are ``train.steps.phase1`` and ``train.steps.phase2`` (:func:`step_budget`). CloudSeg is
+a multi-task model, so it gets N + M in all: its teacher trains M steps and its student N (the
+student, the evaluated model, learns both tasks and gets the larger share, as TDP-CR's phase 1
+does; the teacher only segments, like the task phase).
 """
 
 from __future__ import annotations
@@ -47,6 +57,15 @@ class Variant:
             or ``total`` (N + M, a multi-task model trained in one run; see
             :func:`step_budget`).
         description: one line for tables and MLflow.
+        loss: the training objective (:func:`tdpcr.training.steps.compute_loss`): ``tdpcr``
+            (L1 + SSIM and / or cross-entropy, the project's), or a baseline's published one:
+            ``l1`` (GLF-CR), ``hpncr`` (HPN-CR), ``edm`` (EMRDM's diffusion loss, computed by
+            the model), ``cloudseg`` (CloudSeg's student: CE + cloud-weighted Charbonnier +
+            distillation from ``teacher``).
+        optical_input: store piece the model reads as its optical input (the CloudSeg
+            teacher reads the cloud-free image).
+        teacher: a frozen variant whose features the student distils (CloudSeg).
+        ema: evaluate and publish an exponential moving average of the weights (EMRDM).
     """
 
     name: str
@@ -60,14 +79,25 @@ class Variant:
     seg_input: str | None = None
     steps_key: str = "phase1"
     description: str = ""
+    loss: str = "tdpcr"
+    optical_input: str = "s2_cloudy"
+    teacher: str | None = None
+    ema: bool = False
 
     @property
     def pieces(self) -> tuple[str, ...]:
         """Store pieces a training batch needs."""
         if self.model == "segformer":
             return (self.seg_input or "s2_clear", "landcover")
-        pieces = ("s2_cloudy", "s2_clear", "s1")
+        pieces = tuple(dict.fromkeys((self.optical_input, "s2_clear", "s1")))
+        if not self.reconstruction:  # the CloudSeg teacher: clear optical + SAR -> land cover
+            pieces = (self.optical_input, "s1")
         return (*pieces, "landcover") if self.segmentation else pieces
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """Variants whose checkpoints this one's training reads (initialisation, teacher)."""
+        return tuple(v for v in (self.init_from, self.teacher) if v is not None)
 
 
 def _tdpcr_pair(prefix: str, mode: str, label: str) -> list[Variant]:
@@ -113,6 +143,21 @@ def _segformer(name: str, seg_input: str, label: str) -> Variant:
     )
 
 
+def _reconstruction_baseline(name: str, loss: str, description: str, ema: bool = False) -> Variant:
+    """A published cloud-removal method trained from scratch with its own loss."""
+    return Variant(
+        name=name,
+        model=name,
+        phase=0,
+        reconstruction=True,
+        segmentation=False,
+        loss=loss,
+        ema=ema,
+        steps_key="phase1",
+        description=description,
+    )
+
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
@@ -149,6 +194,34 @@ VARIANTS: dict[str, Variant] = {
             steps_key="phase1",
             description="DSen2-CR (SAR-optical cloud removal baseline)",
         ),
+        _reconstruction_baseline("glfcr", "l1", "GLF-CR (SAR-optical cloud removal baseline)"),
+        _reconstruction_baseline(
+            "hpncr", "hpncr", "HPN-CR (SAR-optical cloud removal baseline)"
+        ),
+        _reconstruction_baseline(
+            "emrdm", "edm", "EMRDM (SAR-conditioned diffusion cloud removal baseline)", ema=True
+        ),
+        Variant(
+            name="cloudseg-teacher",
+            model="cloudseg",
+            phase=1,
+            reconstruction=False,
+            segmentation=True,
+            optical_input="s2_clear",
+            steps_key="phase2",
+            description="CloudSeg teacher (land cover from cloud-free optical + SAR)",
+        ),
+        Variant(
+            name="cloudseg",
+            model="cloudseg",
+            phase=2,
+            reconstruction=True,
+            segmentation=True,
+            teacher="cloudseg-teacher",
+            loss="cloudseg",
+            steps_key="phase1",
+            description="CloudSeg (multi-task baseline, student of its teacher)",
+        ),
         _segformer("segformer-clear", "s2_clear", "cloud-free optical"),
         _segformer("segformer-cloudy", "s2_cloudy", "cloudy optical"),
         _segformer("segformer-sar", "s1", "SAR"),
@@ -178,11 +251,11 @@ def step_budget(variant: Variant, steps: dict) -> int:
 def steps_from_scratch(variant: Variant, steps: dict) -> int:
     """Optimizer steps behind ``variant``'s weights from random initialisation.
 
-    Its own run's :func:`step_budget` plus those of the checkpoints it starts from.
+    Its own run's :func:`step_budget` plus those of the checkpoints it starts from or learns
+    from (a distillation teacher's steps count: the student cannot exist without them).
     """
-    parent = VARIANTS[variant.init_from] if variant.init_from else None
     own = step_budget(variant, steps)
-    return own + (steps_from_scratch(parent, steps) if parent else 0)
+    return own + sum(steps_from_scratch(VARIANTS[p], steps) for p in variant.parents)
 
 
 def get_variant(name: str) -> Variant:
@@ -202,5 +275,7 @@ def model_kwargs(variant: Variant, models_config: dict, num_classes: int) -> dic
         kwargs["num_classes"] = num_classes if variant.segmentation else None
     elif variant.model == "segformer":
         kwargs["in_channels"] = 2 if variant.seg_input == "s1" else 13
+        kwargs["num_classes"] = num_classes
+    elif variant.model == "cloudseg":
         kwargs["num_classes"] = num_classes
     return kwargs

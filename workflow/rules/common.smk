@@ -146,6 +146,12 @@ def init_checkpoint(wildcards):
     return [f"results/models/{parent}/meta.json"] if parent else []
 
 
+def teacher_checkpoint(wildcards):
+    """Checkpoint of the frozen teacher a student distils (CloudSeg), as an input list."""
+    teacher = VARIANTS[wildcards.variant].teacher
+    return [f"results/models/{teacher}/meta.json"] if teacher else []
+
+
 def train_launcher(wildcards):
     """`torchrun` for several GPUs per training job, nothing for one."""
     gpus = config["train"]["gpus_per_job"]
@@ -155,8 +161,12 @@ def train_launcher(wildcards):
 
 
 def init_option(wildcards, input):
-    """`--init FOLDER` of `tdpcr train` for a variant that starts from another's checkpoint."""
-    return argv(["--init", Path(input.init[0]).parent]) if input.init else []
+    """`--init FOLDER` / `--teacher FOLDER` of `tdpcr train` for a variant that starts from,
+    or learns from, another's checkpoint."""
+    options = ["--init", Path(input.init[0]).parent] if input.init else []
+    if input.teacher:
+        options += ["--teacher", Path(input.teacher[0]).parent]
+    return argv(options)
 
 
 def model_outputs(variants):
@@ -278,6 +288,12 @@ def seed_init(wildcards):
     """The same seed's phase-1 checkpoint a phase-2 variant starts from."""
     parent = VARIANTS[wildcards.variant].init_from
     return [f"results/seeds/seed{wildcards.seed}/models/{parent}/meta.json"] if parent else []
+
+
+def seed_teacher(wildcards):
+    """The same seed's teacher a distillation student learns from."""
+    teacher = VARIANTS[wildcards.variant].teacher
+    return [f"results/seeds/seed{wildcards.seed}/models/{teacher}/meta.json"] if teacher else []
 
 
 def seed_eval_models(wildcards):

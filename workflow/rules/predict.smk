@@ -5,11 +5,11 @@
 PREDICT = config["predict"]
 
 _predict_variant = VARIANTS.get(PREDICT["checkpoint_variant"])
-if _predict_variant is None or _predict_variant.model == "segformer":
+if _predict_variant is None or not _predict_variant.reconstruction:
     sys.exit(
         f"tdpcr: error: config key 'predict.checkpoint_variant' is "
         f"{PREDICT['checkpoint_variant']!r}; expected a cloud-removal variant: "
-        + ", ".join(v.name for v in VARIANTS.values() if v.model != "segformer")
+        + ", ".join(v.name for v in VARIANTS.values() if v.reconstruction)
     )
 
 

@@ -75,6 +75,7 @@ rule seed_train:
         tracking="results/tracking.json",
         store=tile_store(config["dataset"]),
         init=seed_init,
+        teacher=seed_teacher,
     output:
         "results/seeds/seed{seed}/models/{variant}/meta.json",
     log:

@@ -23,6 +23,7 @@ rule train:
         tracking="results/tracking.json",
         store=tile_store(config["dataset"]),
         init=init_checkpoint,
+        teacher=teacher_checkpoint,
     output:
         model="results/models/{variant}/model.safetensors",
         meta="results/models/{variant}/meta.json",
