@@ -160,8 +160,13 @@ def _methods() -> list[Method]:
             "segformer-sar", "SegFormer on SAR", seg_variant="segformer-sar", seg_source="input"
         ),
         *(
-            Method(f"{name}+segformer-clear", f"{label} -> SegFormer", name, "segformer-clear",
-                   "cr_output")  # fmt: skip
+            Method(
+                f"{name}+segformer-clear",
+                f"{label} -> SegFormer",
+                name,
+                "segformer-clear",
+                "cr_output",
+            )  # fmt: skip
             for name, label in RECONSTRUCTION_BASELINES
         ),
         Method(

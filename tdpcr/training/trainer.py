@@ -463,9 +463,7 @@ class _Run:
         """Validate, keep ``best/`` when the selection metric improved, save ``last/``."""
         if self.runtime.main:
             max_batches = self.train["val_max_batches"]
-            metrics = validate(
-                self.evaluated, self.variant, val_loader, self.runtime, max_batches
-            )
+            metrics = validate(self.evaluated, self.variant, val_loader, self.runtime, max_batches)
             if self.tracker is not None:
                 self.tracker.log_metrics(metrics, step)
             weight = float(self.train["selection_psnr_weight"])

@@ -195,9 +195,7 @@ VARIANTS: dict[str, Variant] = {
             description="DSen2-CR (SAR-optical cloud removal baseline)",
         ),
         _reconstruction_baseline("glfcr", "l1", "GLF-CR (SAR-optical cloud removal baseline)"),
-        _reconstruction_baseline(
-            "hpncr", "hpncr", "HPN-CR (SAR-optical cloud removal baseline)"
-        ),
+        _reconstruction_baseline("hpncr", "hpncr", "HPN-CR (SAR-optical cloud removal baseline)"),
         _reconstruction_baseline(
             "emrdm", "edm", "EMRDM (SAR-conditioned diffusion cloud removal baseline)", ema=True
         ),
