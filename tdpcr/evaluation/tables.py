@@ -43,11 +43,11 @@ PAPER_NOTE = "paper_*: arXiv 2601.12052 Tables I-III, LuojiaSET-OSFCR test split
 MEASURED = "measured"
 NOT_REIMPLEMENTED = "not reimplemented"
 
-#: Method -> (model, variant) row of results/complexity.csv.
+#: Table I row key -> (model, variant) row of results/complexity.csv.
 COMPLEXITY_ROWS: dict[str, tuple[str, str]] = {
     "dsen2cr": ("dsen2cr", "cr"),
-    "glfcr": ("glfcr", "cr"),
-    "hpncr": ("hpncr", "cr"),
+    "glf-cr": ("glfcr", "cr"),
+    "hpn-cr": ("hpncr", "cr"),
     "emrdm": ("emrdm", "per-evaluation"),
     "cloudseg": ("cloudseg", "multi-task"),
     "tdpcr-cr": ("tdpcr", "cr-only"),

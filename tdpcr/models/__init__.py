@@ -1,9 +1,10 @@
-"""Models of tdpcr: TDP-CR, and the DSen2-CR and SegFormer baselines.
+"""Models of tdpcr: TDP-CR, and the DSen2-CR, HPN-CR and SegFormer baselines.
 
 No I/O here: the subpackage knows nothing about files, datasets, tracking or the CLI.
 """
 
 from tdpcr.models.dsen2cr import DSen2CR
+from tdpcr.models.hpncr import HPNCR
 from tdpcr.models.nafnet import LayerNorm2d, NAFBlock, SimpleGate
 from tdpcr.models.peft import (
     STRATEGIES,
@@ -20,6 +21,7 @@ __all__ = [
     "STRATEGIES",
     "TDPCR",
     "DSen2CR",
+    "HPNCR",
     "LayerNorm2d",
     "NAFBlock",
     "PromptGenerator",
