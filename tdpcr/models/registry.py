@@ -1,8 +1,8 @@
 """Model factory: build any model of the project by name from config keyword arguments.
 
 Every size comes from the keyword arguments (the config's ``models:`` section); the modules
-themselves hold only defaults. SegFormer is imported lazily because importing ``transformers``
-takes seconds and most commands do not need it.
+themselves hold only defaults. SegFormer and CloudSeg are imported lazily because importing
+``transformers`` takes seconds and most commands do not need it.
 
 A size is checked before anything is allocated: :func:`create_model` first builds the model on
 PyTorch's ``meta`` device (shapes without storage), which counts its parameters exactly at no
@@ -38,6 +38,12 @@ def _dsen2cr() -> type[nn.Module]:
     return DSen2CR
 
 
+def _cloudseg() -> type[nn.Module]:
+    from tdpcr.models.cloudseg import CloudSeg
+
+    return CloudSeg
+
+
 def _segformer() -> type[nn.Module]:
     from tdpcr.models.segformer import SegFormer
 
@@ -49,6 +55,7 @@ _CLASSES: dict[str, Callable[[], type[nn.Module]]] = {
     "tdpcr": _tdpcr,
     "dsen2cr": _dsen2cr,
     "segformer": _segformer,
+    "cloudseg": _cloudseg,
 }
 
 
@@ -69,7 +76,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with ``kwargs`` passed to its constructor.
 
     Names: ``tdpcr`` (TDPCR; ``num_classes=None`` for cloud removal only), ``dsen2cr``
-    (DSen2CR), ``segformer`` (SegFormer). Raises ValueError for an unknown name,
+    (DSen2CR), ``segformer`` (SegFormer), ``cloudseg`` (CloudSeg: cloud removal and
+    segmentation, student and teacher alike). Raises ValueError for an unknown name,
     :class:`ModelTooLarge` (a ValueError) for weights beyond the machine's memory, counted
     before anything is allocated, and TypeError (naming the model) for an unknown keyword.
     """
