@@ -338,7 +338,15 @@ def test_segformer_default_is_b0_sized() -> None:
 
 
 def test_create_model_and_list_models() -> None:
-    assert list_models() == ["dsen2cr", "hpncr", "segformer", "tdpcr"]
+    assert list_models() == [
+        "cloudseg",
+        "dsen2cr",
+        "emrdm",
+        "glfcr",
+        "hpncr",
+        "segformer",
+        "tdpcr",
+    ]
     model = create_model("tdpcr", **TINY, num_classes=4)
     assert isinstance(model, TDPCR) and model.num_classes == 4
     assert isinstance(create_model("dsen2cr", features=8, num_blocks=1), DSen2CR)

@@ -1,8 +1,8 @@
 """Model factory: build any model of the project by name from config keyword arguments.
 
 Every size comes from the keyword arguments (the config's ``models:`` section); the modules
-themselves hold only defaults. SegFormer is imported lazily because importing ``transformers``
-takes seconds and most commands do not need it.
+themselves hold only defaults. SegFormer and CloudSeg are imported lazily because importing
+``transformers`` takes seconds and most commands do not need it.
 
 A size is checked before anything is allocated: :func:`create_model` first builds the model on
 PyTorch's ``meta`` device (shapes without storage), which counts its parameters exactly at no
@@ -38,10 +38,28 @@ def _dsen2cr() -> type[nn.Module]:
     return DSen2CR
 
 
+def _glfcr() -> type[nn.Module]:
+    from tdpcr.models.glfcr import GLFCR
+
+    return GLFCR
+
+
 def _hpncr() -> type[nn.Module]:
     from tdpcr.models.hpncr import HPNCR
 
     return HPNCR
+
+
+def _emrdm() -> type[nn.Module]:
+    from tdpcr.models.emrdm import EMRDM
+
+    return EMRDM
+
+
+def _cloudseg() -> type[nn.Module]:
+    from tdpcr.models.cloudseg import CloudSeg
+
+    return CloudSeg
 
 
 def _segformer() -> type[nn.Module]:
@@ -54,7 +72,10 @@ def _segformer() -> type[nn.Module]:
 _CLASSES: dict[str, Callable[[], type[nn.Module]]] = {
     "tdpcr": _tdpcr,
     "dsen2cr": _dsen2cr,
+    "glfcr": _glfcr,
     "hpncr": _hpncr,
+    "emrdm": _emrdm,
+    "cloudseg": _cloudseg,
     "segformer": _segformer,
 }
 
@@ -76,10 +97,11 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with ``kwargs`` passed to its constructor.
 
     Names: ``tdpcr`` (TDPCR; ``num_classes=None`` for cloud removal only), ``dsen2cr``
-    (DSen2CR), ``hpncr`` (HPNCR, the HPN-CR baseline), ``segformer`` (SegFormer). Raises
-    ValueError for an unknown name, :class:`ModelTooLarge` (a ValueError) for weights beyond
-    the machine's memory, counted before anything is allocated, and TypeError (naming the
-    model) for an unknown keyword.
+    (DSen2CR), the published baselines ``glfcr`` (GLFCR), ``hpncr`` (HPNCR), ``emrdm``
+    (EMRDM) and ``cloudseg`` (CloudSeg: cloud removal and segmentation, student and teacher
+    alike), ``segformer`` (SegFormer). Raises ValueError for an unknown name,
+    :class:`ModelTooLarge` (a ValueError) for weights beyond the machine's memory, counted
+    before anything is allocated, and TypeError (naming the model) for an unknown keyword.
     """
     check_model_fits(name, kwargs, "inference")
     return _build(name, kwargs)
