@@ -353,7 +353,7 @@ def test_create_model_and_list_models() -> None:
 
 
 def test_create_model_unknown_name() -> None:
-    with pytest.raises(ValueError, match="unknown model 'unet'.*dsen2cr, hpncr, segformer, tdpcr"):
+    with pytest.raises(ValueError, match="unknown model 'unet'.*cloudseg, dsen2cr, emrdm, glfcr"):
         create_model("unet")
 
 

@@ -534,6 +534,8 @@ class HPNCR(nn.Module):
             raise ValueError(f"decoder widths must mirror the encoder's, got {list(embed_dims)}")
         self.in_optical = in_optical
         self.in_sar = in_sar
+        #: Input sides must be multiples of this (three 2x poolings; predict's windows follow).
+        self.size_divisor = 8
         d = list(embed_dims)
 
         def level(i: int) -> nn.Sequential:

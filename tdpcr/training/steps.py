@@ -68,6 +68,8 @@ def compute_loss(
 
         mask = batch_cloudmask(batch, out["image"])
         return cloudseg_student_loss(out, out["teacher_features"], {**batch, "cloudmask": mask})
+    if variant.loss == "cloudseg-teacher":  # its published cross-entropy: no label smoothing
+        return segmentation_loss(out["logits"], batch["landcover"], label_smoothing=0.0)
     return _project_loss(variant, out, batch, train)
 
 
@@ -75,7 +77,7 @@ def _project_loss(
     variant: Variant, out: Mapping[str, Any], batch: Mapping[str, Any], train: Mapping[str, Any]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L1 + SSIM reconstruction and / or label-smoothed cross-entropy (TDP-CR, DSen2-CR,
-    SegFormers, the CloudSeg teacher)."""
+    SegFormers)."""
     total = torch.zeros((), device=next(iter(out.values())).device)
     parts: dict[str, float] = {}
     if variant.reconstruction:

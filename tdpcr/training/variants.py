@@ -17,7 +17,7 @@ glfcr                     glfcr       L1 (published)     all           scratch  
 hpncr                     hpncr       SmoothL1+MS-SSIM   all           scratch               N
                                       +SAM (published)
 emrdm                     emrdm       EDM-weighted L2    all (EMA)     scratch               N
-cloudseg-teacher          cloudseg    seg (clear S2+S1)  all           scratch               M
+cloudseg-teacher          cloudseg    CE (clear S2+S1)   all           scratch               M
 cloudseg                  cloudseg    seg + rec + KD     all           scratch, frozen       N
                                                                        cloudseg-teacher
 segformer-clear/-cloudy   segformer   seg                all           scratch               N
@@ -61,7 +61,7 @@ class Variant:
             (L1 + SSIM and / or cross-entropy, the project's), or a baseline's published one:
             ``l1`` (GLF-CR), ``hpncr`` (HPN-CR), ``edm`` (EMRDM's diffusion loss, computed by
             the model), ``cloudseg`` (CloudSeg's student: CE + cloud-weighted Charbonnier +
-            distillation from ``teacher``).
+            distillation from ``teacher``), ``cloudseg-teacher`` (its teacher's plain CE).
         optical_input: store piece the model reads as its optical input (the CloudSeg
             teacher reads the cloud-free image).
         teacher: a frozen variant whose features the student distils (CloudSeg).
@@ -206,6 +206,7 @@ VARIANTS: dict[str, Variant] = {
             reconstruction=False,
             segmentation=True,
             optical_input="s2_clear",
+            loss="cloudseg-teacher",
             steps_key="phase2",
             description="CloudSeg teacher (land cover from cloud-free optical + SAR)",
         ),
