@@ -38,6 +38,12 @@ def _dsen2cr() -> type[nn.Module]:
     return DSen2CR
 
 
+def _glfcr() -> type[nn.Module]:
+    from tdpcr.models.glfcr import GLFCR
+
+    return GLFCR
+
+
 def _segformer() -> type[nn.Module]:
     from tdpcr.models.segformer import SegFormer
 
@@ -48,6 +54,7 @@ def _segformer() -> type[nn.Module]:
 _CLASSES: dict[str, Callable[[], type[nn.Module]]] = {
     "tdpcr": _tdpcr,
     "dsen2cr": _dsen2cr,
+    "glfcr": _glfcr,
     "segformer": _segformer,
 }
 
@@ -69,7 +76,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with ``kwargs`` passed to its constructor.
 
     Names: ``tdpcr`` (TDPCR; ``num_classes=None`` for cloud removal only), ``dsen2cr``
-    (DSen2CR), ``segformer`` (SegFormer). Raises ValueError for an unknown name,
+    (DSen2CR), ``glfcr`` (GLFCR), ``segformer`` (SegFormer). Raises ValueError for an unknown name,
     :class:`ModelTooLarge` (a ValueError) for weights beyond the machine's memory, counted
     before anything is allocated, and TypeError (naming the model) for an unknown keyword.
     """
