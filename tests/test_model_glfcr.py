@@ -64,6 +64,19 @@ def test_size_not_multiple_of_two_windows_refused() -> None:
         _small()(*_inputs(1, 40, 32))
 
 
+def test_bf16_autocast_forward() -> None:
+    """The trainer and predictor run CUDA models under bf16 autocast; same ops on CPU."""
+    model = _small().eval()
+    _randomise_tail(model)
+    optical, sar = _inputs(1, 32, 32)
+    with torch.no_grad():
+        reference = model(optical, sar)["image"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(optical, sar)["image"]
+    assert out.shape == reference.shape and torch.isfinite(out).all()
+    assert (out.float() - reference).abs().max() < 0.05
+
+
 def test_paper_size_parameter_count() -> None:
     n = parameter_count("glfcr", {})
     assert abs(n / 14.83e6 - 1) < 0.005, n
@@ -109,11 +122,14 @@ def test_training_step_l1() -> None:
     assert torch.isfinite(loss)
     loss.backward()
     optimiser.step()
-    # The last fusion's SAR output feeds nothing, so its gate never gets a gradient
-    # (it is part of the published model and of its parameter count).
+    # The last fusion's SAR output feeds nothing: its gate (part of the published model and
+    # of its parameter count) is frozen, so every trainable parameter gets a gradient, as
+    # DistributedDataParallel requires.
     last = f"fusions.{SMALL['num_blocks'] - 1}.gate_sar"
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {f"{last}.weight", f"{last}.bias"}
     no_grad = {n for n, p in model.named_parameters() if p.grad is None}
-    assert no_grad == {f"{last}.weight", f"{last}.bias"}
+    assert no_grad == frozen
     for name, p in model.named_parameters():
         if name in no_grad:
             continue

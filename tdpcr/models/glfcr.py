@@ -24,6 +24,11 @@ masks are built for the size of each input (cached per size). H and W must be mu
 parameters and 249.7 G MACs (fvcore's default handles, LayerNorm counted) on one 256 x 256
 sample, both as in the paper's Table I.
 
+Where the notes leave a choice (ours, the Swin conventions GLF-CR builds on): logits scaled by
+head_dim^-0.5; stochastic depth on both residual branches of a layer (attention and MLP),
+drawn independently per stream; the bias table drawn from a truncated normal (std 0.02). The
+last fusion's SAR gate, which feeds nothing, is kept for the published count but frozen.
+
 Shapes use B = batch, H/W = height/width of the image, h/w = H/2, W/2 (the working resolution),
 N = window_size^2 tokens per window, nW = windows per image.
 """
@@ -424,6 +429,8 @@ class GLFCR(nn.Module):
         drop_path_rate: float = 0.2,
     ) -> None:
         super().__init__()
+        if num_blocks < 1:
+            raise ValueError(f"GLF-CR needs at least one dense block, got {num_blocks}")
         self.in_optical = in_optical
         self.in_sar = in_sar
         self.window_size = window_size
@@ -451,6 +458,11 @@ class GLFCR(nn.Module):
         self.fusions = nn.ModuleList(
             DynamicFilterFusion(features, filter_size) for _ in range(num_blocks)
         )
+        # The last fusion's SAR output feeds nothing, so its gate can never learn. It is kept
+        # (the published model has it: 14,827,373 parameters at the defaults) but frozen, so
+        # that DistributedDataParallel, which waits for a gradient of every trainable
+        # parameter, and optimisers see only parameters that can get one.
+        self.fusions[-1].gate_sar.requires_grad_(False)
         self.global_fusion = nn.Sequential(
             nn.Conv2d(num_blocks * features, features, kernel_size=1),
             nn.Conv2d(features, features, kernel_size=3, padding=1),
@@ -492,7 +504,7 @@ class GLFCR(nn.Module):
         for block, fusion in zip(self.blocks, self.fusions, strict=True):
             opt, sar_f = fusion(*block(opt, sar_f, mask))
             outputs.append(opt)
-        # The last fusion's SAR output is unused (only optical outputs are fused), as published.
+        # Only the optical outputs are fused: the last SAR output is unused, as published.
         x = self.global_fusion(torch.cat(outputs, dim=1)) + f1
         x = self.tail(self.upsample(x))
         # Global residual: the network predicts a correction to the cloudy image.
