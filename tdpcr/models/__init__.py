@@ -1,9 +1,10 @@
-"""Models of tdpcr: TDP-CR, and the DSen2-CR and SegFormer baselines.
+"""Models of tdpcr: TDP-CR, and the DSen2-CR, GLF-CR and SegFormer baselines.
 
 No I/O here: the subpackage knows nothing about files, datasets, tracking or the CLI.
 """
 
 from tdpcr.models.dsen2cr import DSen2CR
+from tdpcr.models.glfcr import GLFCR
 from tdpcr.models.nafnet import LayerNorm2d, NAFBlock, SimpleGate
 from tdpcr.models.peft import (
     STRATEGIES,
@@ -18,6 +19,7 @@ from tdpcr.models.tdpcr import TDPCR, PromptGenerator, PromptGuidedFusion, Segme
 
 __all__ = [
     "STRATEGIES",
+    "GLFCR",
     "TDPCR",
     "DSen2CR",
     "LayerNorm2d",
