@@ -1,9 +1,11 @@
-"""Models of tdpcr: TDP-CR, and the DSen2-CR, HPN-CR and SegFormer baselines.
+"""Models of tdpcr: TDP-CR, and the DSen2-CR, GLF-CR, HPN-CR, EMRDM, CloudSeg and SegFormer
+baselines (EMRDM, CloudSeg and SegFormer through :func:`create_model`).
 
 No I/O here: the subpackage knows nothing about files, datasets, tracking or the CLI.
 """
 
 from tdpcr.models.dsen2cr import DSen2CR
+from tdpcr.models.glfcr import GLFCR
 from tdpcr.models.hpncr import HPNCR
 from tdpcr.models.nafnet import LayerNorm2d, NAFBlock, SimpleGate
 from tdpcr.models.peft import (
@@ -19,6 +21,7 @@ from tdpcr.models.tdpcr import TDPCR, PromptGenerator, PromptGuidedFusion, Segme
 
 __all__ = [
     "STRATEGIES",
+    "GLFCR",
     "TDPCR",
     "DSen2CR",
     "HPNCR",
