@@ -434,6 +434,8 @@ class GLFCR(nn.Module):
         self.in_optical = in_optical
         self.in_sar = in_sar
         self.window_size = window_size
+        #: Input sides must be multiples of this: half resolution, then whole windows.
+        self.size_divisor = 2 * window_size
         # Shallow features on the space-to-depth (x2) inputs: 4x the channels at half size.
         self.shallow_opt1 = nn.Conv2d(4 * in_optical, features, kernel_size=5, padding=2)
         self.shallow_opt2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
