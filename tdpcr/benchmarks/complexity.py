@@ -1,16 +1,28 @@
 """Parameter and MAC counts of every model, at the configured size and at the paper's size.
 
-MACs are counted by fvcore's ``FlopCountAnalysis`` on one sample of 256 x 256 pixels (13
-optical + 2 SAR bands; SegFormer gets its own 13- or 2-band input). fvcore counts one
-multiply-add as one "flop", i.e. it reports MACs; convolution and linear biases are not
-counted, and ops without a counter (elementwise arithmetic, activations, softmax, pixel
-shuffle) count as zero. We also zero fvcore's counts for normalisation layers (see
-``_IGNORED_OPS``) and keep its small counts for pooling and bilinear upsampling. We report
-``macs_G`` and ``flops_G = 2 * macs_G``.
+The counting convention is the paper's: fvcore's ``FlopCountAnalysis`` with its default
+op handles, on one sample of 256 x 256 pixels (13 optical + 2 SAR bands; SegFormer gets its
+own 13- or 2-band input). fvcore counts one multiply-add as one "flop", i.e. it reports
+MACs; convolution and linear biases are not counted; normalisation layers count as fvcore
+counts them (LayerNorm and GroupNorm 5 per element, BatchNorm in eval 2 per element); ops
+without a handle (elementwise arithmetic, activations, softmax, pixel shuffle,
+``scaled_dot_product_attention``) count as zero. That convention reproduces Table I where
+the paper's figure can be traced: DSen2-CR's 1241.2 G (no norms), GLF-CR's 249.7 G (only
+with its LayerNorms counted) and EMRDM's 83.6 G. We report ``macs_G`` and
+``flops_G = 2 * macs_G``.
+
+Where fvcore misses matrix products, ``macs_G_full`` adds them: EMRDM's attention products
+(its neighbourhood attention is elementwise work to fvcore, its global attention a fused
+kernel) and its GEGLU up-projections, which Table I's 83.6 G leaves out
+(:func:`tdpcr.models.emrdm.macs_per_evaluation`). Every other model's matrix products are
+fvcore-visible (SegFormer and CloudSeg are traced with eager attention), so there
+``macs_G_full = macs_G``. ``evaluations`` is the number of network evaluations per image
+(EMRDM's sampler: 5; one for every other model), and ``macs_G_per_image`` is
+``macs_G_full * evaluations``.
 
 The paper's numbers are copied into ``paper_params_M`` / ``paper_flops_G`` on the paper-size
-rows only, labelled as the paper reports them ("FLOPs"); for DSen2-CR the paper's 1241.2 G
-equals fvcore's MAC count, so the paper's "FLOPs" column is read as MACs.
+rows only, labelled as the paper reports them ("FLOPs"; they are MACs: DSen2-CR's 1241.2 G
+equals fvcore's MAC count).
 """
 
 from __future__ import annotations
@@ -18,7 +30,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +55,10 @@ PAPER_ROWS: dict[tuple[str, str], str] = {
     ("tdpcr", "cr-only"): "tdpcr-cr",
     ("tdpcr", "full"): "tdpcr-full",
     ("dsen2cr", "cr"): "dsen2cr",
+    ("glfcr", "cr"): "glf-cr",
+    ("hpncr", "cr"): "hpn-cr",
+    ("emrdm", "per-evaluation"): "emrdm",
+    ("cloudseg", "multi-task"): "cloudseg",
 }
 
 #: CSV columns, in order.
@@ -57,24 +72,12 @@ COLUMNS: tuple[str, ...] = (
     "macs",
     "macs_G",
     "flops_G",
+    "macs_G_full",
+    "evaluations",
+    "macs_G_per_image",
     "paper_params_M",
     "paper_flops_G",
 )
-
-
-#: Ops fvcore would count that we leave out: normalisation layers are elementwise work, and
-#: counting them would make the total depend on whether a norm is written as one fused op
-#: (counted) or as several elementwise ops (not counted).
-_IGNORED_OPS: tuple[str, ...] = (
-    "aten::layer_norm",
-    "aten::group_norm",
-    "aten::batch_norm",
-    "aten::instance_norm",
-)
-
-
-def _count_nothing(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
-    return Counter()
 
 
 class _TensorOutputs(nn.Module):
@@ -92,8 +95,9 @@ class _TensorOutputs(nn.Module):
 def count_params_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, int]:
     """(number of parameters, fvcore MACs of one forward pass on ``inputs``).
 
-    Runs the model once in eval mode under ``torch.no_grad``; fvcore's warnings about ops it
-    cannot count and about modules it never saw called are silenced.
+    Runs the model once in eval mode under ``torch.no_grad``, fvcore's default handles (the
+    paper's convention); fvcore's warnings about ops it cannot count and about modules it
+    never saw called are silenced.
     """
     params = sum(p.numel() for p in model.parameters())
     model.eval()
@@ -109,8 +113,6 @@ def count_params_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tup
 
             analysis = FlopCountAnalysis(_TensorOutputs(model), inputs)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            # A handle that counts nothing (a None handle does not override fvcore's own).
-            analysis.set_op_handle(**{op: _count_nothing for op in _IGNORED_OPS})
             macs = int(analysis.total())
     finally:
         fv_logger.setLevel(old_level)
@@ -121,22 +123,56 @@ def _variants(
     kwargs_by_model: Mapping[str, Mapping[str, Any]], num_classes: int
 ) -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
     """(model, variant, constructor kwargs, input channels) for every row of one size."""
-    tdp = dict(kwargs_by_model.get("tdpcr", {}))
-    ds = dict(kwargs_by_model.get("dsen2cr", {}))
-    seg = dict(kwargs_by_model.get("segformer", {}))
-    tdp_in = (tdp.get("in_optical", 13), tdp.get("in_sar", 2))
-    ds_in = (ds.get("in_optical", 13), ds.get("in_sar", 2))
+
+    def sized(name: str) -> dict[str, Any]:
+        return dict(kwargs_by_model.get(name, {}))
+
+    def channels(kwargs: Mapping[str, Any]) -> tuple[int, int]:
+        return (kwargs.get("in_optical", 13), kwargs.get("in_sar", 2))
+
+    tdp, seg, cloudseg = sized("tdpcr"), sized("segformer"), sized("cloudseg")
     full_classes = tdp.get("num_classes") or num_classes
-    seg_classes = seg.get("num_classes", num_classes)
-    # "eager" attention so fvcore sees (and counts) SegFormer's attention matmuls.
-    seg = {**seg, "num_classes": seg_classes, "attn_implementation": "eager"}
-    return [
-        ("tdpcr", "cr-only", {**tdp, "num_classes": None}, tdp_in),
-        ("tdpcr", "full", {**tdp, "num_classes": full_classes}, tdp_in),
-        ("dsen2cr", "cr", ds, ds_in),
+    # "eager" attention so fvcore sees (and counts) the MiT encoders' attention matmuls.
+    eager = {"attn_implementation": "eager"}
+    seg = {**seg, "num_classes": seg.get("num_classes", num_classes), **eager}
+    cloudseg = {**cloudseg, "num_classes": cloudseg.get("num_classes", num_classes), **eager}
+    rows = [
+        ("tdpcr", "cr-only", {**tdp, "num_classes": None}, channels(tdp)),
+        ("tdpcr", "full", {**tdp, "num_classes": full_classes}, channels(tdp)),
+    ]
+    rows += [(m, "cr", sized(m), channels(sized(m))) for m in ("dsen2cr", "glfcr", "hpncr")]
+    rows += [
+        ("emrdm", "per-evaluation", sized("emrdm"), channels(sized("emrdm"))),
+        ("cloudseg", "multi-task", cloudseg, channels(cloudseg)),
         ("segformer", "optical-13", {**seg, "in_channels": 13}, (13,)),
         ("segformer", "sar-2", {**seg, "in_channels": 2}, (2,)),
     ]
+    return rows
+
+
+def _count(model_name: str, model: nn.Module, channels: tuple[int, ...], size: int) -> dict:
+    """Parameters and MACs of one built model: fvcore's count, the full count, per image."""
+    if model_name == "emrdm":  # one network evaluation of the denoiser, and the sampler's 5
+        from tdpcr.models.emrdm import macs_per_evaluation
+
+        counted = macs_per_evaluation(model, size, size)
+        evaluations = int(model.sampling_steps)
+        macs, full = counted["table1"], counted["full"]
+        params = sum(p.numel() for p in model.parameters())
+    else:
+        inputs = tuple(torch.randn(1, c, size, size) for c in channels)
+        params, macs = count_params_macs(model, inputs)
+        evaluations, full = 1, macs
+    return {
+        "params": params,
+        "params_M": round(params / 1e6, 4),
+        "macs": macs,
+        "macs_G": round(macs / 1e9, 4),
+        "flops_G": round(2 * macs / 1e9, 4),
+        "macs_G_full": round(full / 1e9, 4),
+        "evaluations": evaluations,
+        "macs_G_per_image": round(full * evaluations / 1e9, 4),
+    }
 
 
 def complexity_rows(
@@ -145,14 +181,14 @@ def complexity_rows(
     image_size: int = 256,
     include_paper: bool = True,
 ) -> list[dict[str, Any]]:
-    """Params and MACs of every model variant at the configured size and at paper size.
+    """Params and MACs of every model variant at the configured size and at the paper's size.
 
-    ``configured`` maps model name (``tdpcr``, ``dsen2cr``, ``segformer``) to constructor
-    kwargs (the config's ``models:`` section; a missing model uses its class defaults).
-    Variants: tdpcr cr-only / full (``num_classes`` classes unless the config sets them),
-    dsen2cr, segformer on 13 optical bands and on 2 SAR bands. One sample of
-    ``image_size`` x ``image_size`` pixels. Returns one dict per row with keys ``COLUMNS``;
-    paper numbers only on paper-size rows (None elsewhere).
+    ``configured`` maps model name to constructor kwargs (the config's ``models:`` section; a
+    missing model uses its class defaults, the paper's size). Rows: tdpcr cr-only / full
+    (``num_classes`` classes unless the config sets them), dsen2cr, glfcr, hpncr, emrdm (one
+    network evaluation), cloudseg (both heads), segformer on 13 optical bands and on 2 SAR
+    bands. One sample of ``image_size`` x ``image_size`` pixels. Returns one dict per row with
+    keys ``COLUMNS``; paper numbers only on paper-size rows (None elsewhere).
     """
     sizes: list[tuple[str, Mapping[str, Mapping[str, Any]]]] = [("configured", configured)]
     if include_paper:
@@ -162,8 +198,7 @@ def complexity_rows(
         for model_name, variant, kwargs, channels in _variants(kwargs_by_model, num_classes):
             torch.manual_seed(0)
             model = create_model(model_name, **kwargs)
-            inputs = tuple(torch.randn(1, c, image_size, image_size) for c in channels)
-            params, macs = count_params_macs(model, inputs)
+            counted = _count(model_name, model, channels, image_size)
             del model
             key = PAPER_ROWS.get((model_name, variant)) if size == "paper" else None
             paper = PAPER_COMPLEXITY.get(key) if key else None
@@ -173,11 +208,7 @@ def complexity_rows(
                     "variant": variant,
                     "size": size,
                     "input_shape": "+".join(f"1x{c}x{image_size}x{image_size}" for c in channels),
-                    "params": params,
-                    "params_M": round(params / 1e6, 4),
-                    "macs": macs,
-                    "macs_G": round(macs / 1e9, 4),
-                    "flops_G": round(2 * macs / 1e9, 4),
+                    **counted,
                     "paper_params_M": paper[0] if paper else None,
                     "paper_flops_G": paper[1] if paper else None,
                 }
