@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tdpcr.data import realism
-from tdpcr.data.clouds import CLOUD_THRESHOLD
 from tdpcr.data.synthetic import write_synthetic_scenes
+from tdpcr.data.synthetic.clouds import CLOUD_THRESHOLD
 from tests.conftest import REALDATA
 
 

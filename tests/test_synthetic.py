@@ -20,13 +20,13 @@ from tdpcr.core.specs import (
     cloud_bin_index,
 )
 from tdpcr.data import synthetic
-from tdpcr.data.clouds import (
+from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes, writing
+from tdpcr.data.synthetic.clouds import (
     CLOUD_THRESHOLD,
     SHADOW_THRESHOLD,
     apply_cloud_layer,
     make_cloud_layer,
 )
-from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes
 
 B2, B3, B4, B8, B10 = (S2_BANDS.index(b) for b in ("B2", "B3", "B4", "B8", "B10"))
 TREE, WATER, BUILT = (CLASS_NAMES.index(c) for c in ("tree", "water", "built-up"))
@@ -263,7 +263,7 @@ def test_write_is_deterministic_and_differs_by_georeference(tmp_path) -> None:
 
 def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
     calls = {"n": 0}
-    real = synthetic.write_geotiff
+    real = writing.write_geotiff
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -271,13 +271,13 @@ def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "write_geotiff", failing)
+    monkeypatch.setattr(writing, "write_geotiff", failing)
     with pytest.raises(OSError, match="disk full"):
         write_synthetic_scenes(tmp_path / "out", n_scenes=3, size=48, seed=1)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["scene00"]
     # A temporary folder left by a killed run is cleared by the next run.
     (tmp_path / "out" / ".scene01.x.tmp").mkdir()
-    monkeypatch.setattr(synthetic, "write_geotiff", real)
+    monkeypatch.setattr(writing, "write_geotiff", real)
     write_synthetic_scenes(tmp_path / "out", n_scenes=2, size=48, seed=1)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["manifest.json", "scene00", "scene01"]

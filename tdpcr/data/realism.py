@@ -500,7 +500,7 @@ def measure_sample(sample: Sample) -> dict[str, Any]:
         out["mask_cloud_fraction"] = round(float((mask == 1).mean()), 4)
         out["mask_shadow_fraction"] = round(float((mask == 2).mean()), 4)
         if sample.cloud_opacity is not None:
-            from tdpcr.data.clouds import CLOUD_THRESHOLD
+            from tdpcr.data.synthetic.clouds import CLOUD_THRESHOLD
 
             cloud = sample.cloud_opacity >= CLOUD_THRESHOLD
             haze = cloud & (sample.cloud_opacity < 0.1)
@@ -947,7 +947,7 @@ def plot_report(report: dict[str, Any], out_png: Path) -> None:
                     color=colours[name],
                     label=f"{name} {what}",
                 )
-    from tdpcr.data.clouds import CLOUD_THRESHOLD
+    from tdpcr.data.synthetic.clouds import CLOUD_THRESHOLD
 
     ax.axvline(CLOUD_THRESHOLD, color="k", ls="--", lw=0.8, label="mask threshold")
     ax.set_yscale("log")
