@@ -73,14 +73,14 @@ TARGETS: dict[str, dict[str, Any]] = {
         "max_pooled": 0.3,
         "what": "Fisher ratio of VV and VH (5x5 boxcar) over the vegetation classes: median "
         "over patches and pooled over the dataset, each below 0.3",
-        "real": "LuojiaSET 0.00-0.03, SEN12MS 0.05-0.10 per patch (issue 12)",
+        "real": "LuojiaSET 0.00-0.03, SEN12MS 0.05-0.10 per patch (the real samples)",
     },
     "within_class_corr_vh_b8": {
         "max_abs_pooled": 0.4,
         "max_abs_median": 0.4,
         "what": "|corr(VH, B8)| inside each class: pooled per class, and the median over "
         "patch x class, each below 0.4",
-        "real": "0.02-0.35 (issue 12)",
+        "real": "0.02-0.35 (the real samples)",
     },
     "vegetation_b8": {
         "min": 0.15,
@@ -96,7 +96,7 @@ TARGETS: dict[str, dict[str, Any]] = {
         "max_positive_share": 0.95,
         "what": "whole-patch corr(VH, NDVI) of every patch in [-0.8, 0.9], and not always "
         "positive: at most 95 % of patches above +0.1",
-        "real": "SEN12MS-CR -0.68 and +0.61; LuojiaSET -0.15 to +0.17 (issue 12)",
+        "real": "SEN12MS-CR -0.68 and +0.61; LuojiaSET -0.15 to +0.17 (the real samples)",
     },
     "time_gap_b8": {
         "min": 0.005,

@@ -39,7 +39,8 @@ def write_realism_report(
         real_roots: ``(kind, folder)`` pairs, kind one of :data:`REAL_KINDS`; a kind may be
             written ``kind:name`` to name the dataset (default: the kind). ``None`` or empty:
             synthetic only.
-        out_json, out_png: the report and its figure, both written atomically.
+        out_json: the report, written atomically.
+        out_png: its figure, written atomically.
         evals: ``{"clear", "cloudy", "sar"}`` -> evaluation JSON of the Direct segmenters
             (``results/eval/segformer-*.json``); missing files are left out.
 
