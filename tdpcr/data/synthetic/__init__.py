@@ -40,15 +40,13 @@ scene looks like a larger piece of the same kind of landscape as a 512x512 one.
 
 The modules follow the generator's stages, in the order a scene is made:
 
-=============================================  ==============================================
-:mod:`~tdpcr.data.synthetic.fields`            pixel grid, noise fields, line geometry
-:mod:`~tdpcr.data.synthetic.layout`            land cover, terrain, the change to date t1
-:mod:`~tdpcr.data.synthetic.optical`           Sentinel-2 reflectance of each date
-:mod:`~tdpcr.data.synthetic.sar`               Sentinel-1 backscatter of date t1
-:mod:`~tdpcr.data.synthetic.clouds`            clouds, shadows, the atmosphere between dates
-:mod:`~tdpcr.data.synthetic.scene`             one scene from the stages
-:mod:`~tdpcr.data.synthetic.writing`           scene folders of GeoTIFFs, the manifest
-=============================================  ==============================================
+* :mod:`~tdpcr.data.synthetic.fields`: pixel grid, noise fields, line geometry;
+* :mod:`~tdpcr.data.synthetic.layout`: land cover, terrain, the change to date t1;
+* :mod:`~tdpcr.data.synthetic.optical`: Sentinel-2 reflectance of each date;
+* :mod:`~tdpcr.data.synthetic.sar`: Sentinel-1 backscatter of date t1;
+* :mod:`~tdpcr.data.synthetic.clouds`: clouds, shadows, the atmosphere between dates;
+* :mod:`~tdpcr.data.synthetic.scene`: one scene from the stages;
+* :mod:`~tdpcr.data.synthetic.writing`: scene folders of GeoTIFFs, the manifest.
 """
 
 from __future__ import annotations
