@@ -1,6 +1,6 @@
 """The package's layers: imports only point down, and a few facts live in one place each.
 
-Layers, lowest first (README "Development"):
+Layers, lowest first (docs/development.md, "Layers"):
 
     core -> data, models -> tracking -> training -> evaluation, prediction -> benchmarks -> cli
 
