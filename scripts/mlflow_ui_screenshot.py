@@ -13,7 +13,7 @@ the same functions and checks what the page shows.
 MLflow 3.17 opens an experiment on its GenAI overview unless the browser is in "Model training"
 mode (the switch at the top left, remembered per browser) or the URL says
 ``workflowType=machine_learning``; the experiment's ``mlflow.experimentKind`` tag is not what
-decides it in this version. :func:`runs_url` is the link the README gives.
+decides it in this version. :func:`runs_url` is the link the documentation gives (docs/tracking.md).
 """
 
 from __future__ import annotations

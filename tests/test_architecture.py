@@ -1,12 +1,14 @@
 """The package's layers: imports only point down, and a few facts live in one place each.
 
-Layers, lowest first (README "Development"):
+Layers, lowest first (docs/development.md, "Layers"):
 
     core -> data, models -> tracking -> training -> evaluation, prediction -> benchmarks -> cli
 
 A module may import its own sub-package and any lower layer, never a layer above it nor a
 peer (data and models do not know each other; neither do evaluation and prediction). Nothing
-imports ``tdpcr.cli``, and only modules under ``tdpcr.tracking`` import MLflow.
+imports ``tdpcr.cli``, and only modules under ``tdpcr.tracking`` import MLflow. No two modules
+import each other, directly or around a longer circle, and no module grows past
+:data:`MAX_MODULE_LINES` lines.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import yaml
 from tests.conftest import REPO
 
 PACKAGE = REPO / "tdpcr"
+
+#: Longest module, in lines: past it a module holds more than one job (split it by stage).
+MAX_MODULE_LINES = 700
 
 #: Layer of each top-level sub-package (or module) of tdpcr.
 LAYERS: dict[str, int] = {
@@ -60,6 +65,88 @@ def _package_of(module: str) -> str | None:
 
 def _modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
+
+
+def _tdpcr_imports(path: Path, modules: set[str]) -> set[str]:
+    """The tdpcr modules ``path`` imports (lazy and ``TYPE_CHECKING`` imports included).
+
+    ``from tdpcr.a import b`` is an import of the module ``tdpcr.a.b`` when that is a module,
+    else of ``tdpcr.a`` (a name from its ``__init__``). The parent packages Python runs first
+    are not counted: a package re-exporting its own modules is no circle.
+    """
+    me = _module_name(path)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name
+                while name and name not in modules:
+                    name = name.rpartition(".")[0]
+                found.add(name)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                base = me if path.name == "__init__.py" else me.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                module = f"{base}.{module}".rstrip(".")
+            for alias in node.names:
+                name = f"{module}.{alias.name}"
+                found.add(name if name in modules else module)
+    return {m for m in found if m in modules and m != me}
+
+
+def _import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of two or more modules that reach each other through imports (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_import_circle_between_tdpcr_modules() -> None:
+    modules = {_module_name(path): path for path in _modules()}
+    graph = {name: _tdpcr_imports(path, set(modules)) for name, path in modules.items()}
+    assert _import_circles(graph) == []
+
+
+def test_the_circle_check_sees_circles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _import_circles(graph) == [["a", "b", "c"]]
+
+
+def test_no_module_is_over_the_line_limit() -> None:
+    long = {
+        str(path.relative_to(REPO)): n
+        for path in _modules()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}
 
 
 def test_every_package_has_a_layer() -> None:

@@ -1,11 +1,18 @@
-"""The README's set-up commands, CI, lint and the workflow's own checks stay consistent."""
+"""The README and the documentation site stay consistent with the code, CI and each other.
+
+The README's set-up commands and CI; lint and the workflow's own checks; the site builds in
+strict mode; its generated references have a description for every schema key and option;
+the result tables of the README and the site are the snapshot CSVs'.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,45 +78,143 @@ def test_shipped_configs_are_valid(name: str) -> None:
         assert config["train"]["crop"] == 128 and config["train"]["lambda_ssim"] == 0.1
 
 
-def test_config_readme_explains_every_top_level_and_train_key() -> None:
+def test_every_schema_key_has_a_description() -> None:
+    """The schema is the configuration reference's one source: a key without a description
+    would be a blank row there and in config/README.md."""
+    from scripts.docs_reference import undocumented_schema_keys
+
+    assert undocumented_schema_keys() == []
+
+
+def test_every_command_line_option_has_a_description() -> None:
+    """The command-line reference is built from the parsers' help texts."""
+    from scripts.docs_reference import parsers, undocumented_cli_options
+
+    names = [name for name, _ in parsers()]
+    assert {"tdpcr predict", "tdpcr bench predict-tile", "python -m tdpcr.benchmarks.gpu"} <= set(
+        names
+    )
+    assert undocumented_cli_options() == []
+
+
+def test_a_missing_description_is_caught() -> None:
+    import argparse
+
+    from scripts.docs_reference import undocumented_cli_options, undocumented_schema_keys
+
+    entry = {"type": "object", "properties": {"b": {"type": "integer"}}}
+    schema = {"properties": {"a": {**entry, "description": "a section"}, "m": {
+        "type": "object", "description": "a map", "additionalProperties": entry}}}  # fmt: skip
+    assert undocumented_schema_keys(schema) == ["a.b", "m.<name>.b"]
+    parser = argparse.ArgumentParser(prog="tool")
+    parser.add_argument("--said", help="something")
+    parser.add_argument("--silent")
+    parser.add_argument("--hidden", help=argparse.SUPPRESS)
+    assert undocumented_cli_options([("tool", parser)]) == ["tool --silent"]
+
+
+def test_config_readme_is_generated_from_the_schema() -> None:
+    """config/README.md (what the workflow catalogue shows) holds the table the schema gives;
+    `python scripts/docs_reference.py` rewrites it."""
     import yaml
 
-    text = (REPO / "config" / "README.md").read_text()
+    from scripts.docs_reference import CONFIG_README, render_config_readme
+
+    text = CONFIG_README.read_text()
+    assert text == render_config_readme(text), "stale: run python scripts/docs_reference.py"
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for section in ("synthetic", "tiling", "train", "tracking", "bench"):
         for key in config[section]:
             assert f"`{section}.{key}" in text, f"{section}.{key} undocumented"
 
 
-def test_readme_figures_exist() -> None:
-    """Every image the README shows is in the repository."""
+def _relative_targets(markdown: str) -> list[str]:
+    """Targets of the relative links and images of a Markdown text, anchors cut off."""
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", markdown)
+    return [
+        t.split("#", 1)[0]
+        for t in targets
+        if not re.match(r"^[a-z][a-z0-9+.-]*:", t) and not t.startswith("#")
+    ]
+
+
+def test_readme_links_and_images_exist() -> None:
+    """Every relative link and image of the README points at a file of the repository."""
     readme = (REPO / "README.md").read_text()
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
     assert images
-    assert [i for i in images if not (REPO / i).is_file()] == []
+    targets = _relative_targets(readme)
+    assert len(targets) > len(images)
+    assert [t for t in targets if not (REPO / t).exists()] == []
 
 
-def test_readme_results_are_the_snapshot_csvs() -> None:
-    """The README's result tables are what `tdpcr readme-results` renders from the CSVs of the
-    run kept in docs/results/, so no number in them is typed by hand."""
+def test_the_link_check_sees_broken_links() -> None:
+    text = "[a](docs/nope.md) ![b](docs/figures/none.png) [c](https://x.org/y) [d](#top)"
+    assert _relative_targets(text) == ["docs/nope.md", "docs/figures/none.png"]
+
+
+def test_readme_is_short_and_links_every_documentation_page() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    pages = sorted(p.name for p in (REPO / "docs").glob("*.md") if p.name != "index.md")
+    assert [p for p in pages if f"(docs/{p})" not in readme] == []
+
+
+def test_documentation_site_builds_in_strict_mode(tmp_path: Path) -> None:
+    """`mkdocs build --strict`: a broken internal link or anchor, a missing image, a page left
+    out of the navigation or a reference to a moved symbol fails the build. mkdocs is pinned
+    in the test requirements: missing is a failure, not a skip."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner, not a warning of ours
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    site = tmp_path / "site"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=REPO, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    for page in ("getting-started", "evaluation", "reference/configuration", "reference/cli"):
+        assert (site / page / "index.html").is_file(), page
+    api = (site / "reference" / "api" / "tdpcr.data.synthetic" / "index.html").read_text()
+    assert "write_synthetic_scenes" in api
+    print(f"documentation site built in {seconds:.1f} s")
+
+
+def test_result_tables_are_the_snapshot_csvs() -> None:
+    """The README's headline table and the documentation's full tables are what `tdpcr
+    readme-results` renders from the CSVs of the run kept in docs/results/, so no number in
+    them is typed by hand."""
     from tdpcr.evaluation import report
 
+    snapshot = REPO / "docs" / "results"
     readme = (REPO / "README.md").read_text()
-    assert report.BEGIN in readme and report.END in readme
-    assert report.generated_block(readme) == report.render(REPO / "docs" / "results")
+    begin, end = report.HEADLINE_BEGIN, report.HEADLINE_END
+    assert report.generated_block(readme, begin, end) == report.render_headline(snapshot)
+    page = (REPO / "docs" / "evaluation.md").read_text()
+    assert report.generated_block(page) == report.render(snapshot)
 
 
-def test_readme_results_command_rewrites_only_the_block(tmp_path: Path) -> None:
+def test_readme_results_command_rewrites_only_the_blocks(tmp_path: Path) -> None:
     from tdpcr.cli import main
     from tdpcr.evaluation import report
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\nbefore\n\n{report.BEGIN}\nstale\n{report.END}\n\nafter\n")
+    begin, end = report.HEADLINE_BEGIN, report.HEADLINE_END
+    readme.write_text(f"# title\n\nbefore\n\n{begin}\nstale\n{end}\n\nafter\n")
+    page = tmp_path / "evaluation.md"
+    page.write_text(f"# results\n\n{report.BEGIN}\nstale\n{report.END}\n\nmore\n")
     snapshot = tmp_path / "snapshot"
     args = ["readme-results", "--results", str(REPO / "docs" / "results"), "--readme"]
-    assert main([*args, str(readme), "--snapshot", str(snapshot)]) == 0
+    args += [str(readme), "--page", str(page), "--snapshot", str(snapshot)]
+    assert main(args) == 0
     text = readme.read_text()
     assert "stale" not in text and text.startswith("# title\n\nbefore\n") and "after" in text
+    assert report.generated_block(text, begin, end) == report.render_headline(
+        REPO / "docs" / "results"
+    )
+    text = page.read_text()
+    assert "stale" not in text and text.startswith("# results\n") and "more" in text
     assert report.generated_block(text) == report.render(REPO / "docs" / "results")
     copied = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*.csv"))
     assert copied == sorted(report.rendered_files(REPO / "docs" / "results"))

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tdpcr.core.specs import S2_BANDS
 from tdpcr.data import realism
-from tdpcr.data.clouds import CLOUD_THRESHOLD
+from tdpcr.data.realism import measures
 from tdpcr.data.synthetic import write_synthetic_scenes
+from tdpcr.data.synthetic.clouds import CLOUD_THRESHOLD
 from tests.conftest import REALDATA
 
 
@@ -38,8 +40,8 @@ def test_fisher_ratio_and_correlation_helpers() -> None:
     # Pooled moments give the pooled Pearson correlation.
     a, b = rng.normal(size=500), rng.normal(size=500)
     b += a
-    moments = [realism._moments(a[:200], b[:200]), realism._moments(a[200:], b[200:])]
-    assert realism._pooled_corr(moments) == pytest.approx(np.corrcoef(a, b)[0, 1])
+    moments = [measures._moments(a[:200], b[:200]), measures._moments(a[200:], b[200:])]
+    assert measures._pooled_corr(moments) == pytest.approx(np.corrcoef(a, b)[0, 1])
     # The boxcar works on intensity and keeps a constant field.
     flat = np.full((2, 16, 16), -12.0, dtype=np.float32)
     assert np.allclose(realism.boxcar_db(flat), -12.0, atol=1e-4)
@@ -79,7 +81,7 @@ def test_synthetic_spectra_and_time_gap_are_inside_the_target_bands(measured: di
     assert t["time_gap_b8"]["min"] <= gap["min"] and gap["max"] <= t["time_gap_b8"]["max"]
     # Red edge as in the real L1C samples: B7 ~ B8, B8A above B8, for trees.
     tree = summary["per_class"]["tree"]["spectrum_mean"]
-    b7, b8, b8a = (tree[realism.S2_BANDS.index(b)] for b in ("B7", "B8", "B8A"))
+    b7, b8, b8a = (tree[S2_BANDS.index(b)] for b in ("B7", "B8", "B8A"))
     assert abs(b7 - b8) < 0.03 and b8a > b8
 
 

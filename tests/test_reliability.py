@@ -790,8 +790,12 @@ def test_a_failed_train_start_leaves_no_empty_out_folder(tiny_config: dict, tmp_
 DOCUMENTED_OVERRIDES = sorted(
     {
         match
-        for doc in ("README.md", "workflow/profiles/slurm/README.md")
-        for match in re.findall(r"--config '([^']+)'", (test_training.REPO / doc).read_text())
+        for doc in [
+            test_training.REPO / "README.md",
+            test_training.REPO / "workflow" / "profiles" / "slurm" / "README.md",
+            *sorted((test_training.REPO / "docs").rglob("*.md")),
+        ]
+        for match in re.findall(r"--config '([^']+)'", doc.read_text())
     }
 )
 

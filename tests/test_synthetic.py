@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -16,16 +20,17 @@ from tdpcr.core.specs import (
     cloud_bin_index,
 )
 from tdpcr.data import synthetic
-from tdpcr.data.clouds import (
+from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes, writing
+from tdpcr.data.synthetic.clouds import (
     CLOUD_THRESHOLD,
     SHADOW_THRESHOLD,
     apply_cloud_layer,
     make_cloud_layer,
 )
-from tdpcr.data.synthetic import generate_scene, scene_plan, write_synthetic_scenes
 
 B2, B3, B4, B8, B10 = (S2_BANDS.index(b) for b in ("B2", "B3", "B4", "B8", "B10"))
 TREE, WATER, BUILT = (CLASS_NAMES.index(c) for c in ("tree", "water", "built-up"))
+DIGESTS = Path(__file__).parent / "data" / "synthetic_digests.json"
 PIECES = ("s2_clear", "s2_cloudy", "s1", "landcover", "cloudmask", "cloud_opacity")
 
 
@@ -258,7 +263,7 @@ def test_write_is_deterministic_and_differs_by_georeference(tmp_path) -> None:
 
 def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
     calls = {"n": 0}
-    real = synthetic.write_geotiff
+    real = writing.write_geotiff
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -266,13 +271,13 @@ def test_failed_write_leaves_no_partial_scene(tmp_path, monkeypatch) -> None:
             raise OSError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "write_geotiff", failing)
+    monkeypatch.setattr(writing, "write_geotiff", failing)
     with pytest.raises(OSError, match="disk full"):
         write_synthetic_scenes(tmp_path / "out", n_scenes=3, size=48, seed=1)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["scene00"]
     # A temporary folder left by a killed run is cleared by the next run.
     (tmp_path / "out" / ".scene01.x.tmp").mkdir()
-    monkeypatch.setattr(synthetic, "write_geotiff", real)
+    monkeypatch.setattr(writing, "write_geotiff", real)
     write_synthetic_scenes(tmp_path / "out", n_scenes=2, size=48, seed=1)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["manifest.json", "scene00", "scene01"]
@@ -305,3 +310,24 @@ def test_sar_is_not_a_function_of_the_optical_state(scenes: list[dict[str, np.nd
         sel = lc == cls
         assert sel.sum() > 100
         assert abs(np.corrcoef(vh[sel], b8[sel])[0, 1]) < 0.4, CLASS_NAMES[cls]
+
+
+@pytest.mark.parametrize(
+    "run", json.loads(DIGESTS.read_text())["runs"], ids=lambda r: f"seed{r['seed']}-{r['size']}px"
+)
+def test_synth_writes_the_recorded_bytes(tmp_path: Path, run: dict) -> None:
+    """`tdpcr synth` writes, byte for byte, what the generator wrote when the digests were
+    recorded (see the JSON): moving code between modules must not change a scene. The 576 px
+    run crosses the optical stage's 512-row strips. A deliberate change of the scenes updates
+    tests/data/synthetic_digests.json in the same commit, saying why."""
+    from tdpcr.cli import main
+
+    out = tmp_path / "synth"
+    args = ["synth", "--out", str(out), "--scenes", str(run["scenes"]), "--size", str(run["size"])]
+    assert main([*args, "--seed", str(run["seed"])]) == 0
+    written = {
+        str(path.relative_to(out)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file()
+    }
+    assert written == run["sha256"]

@@ -287,7 +287,7 @@ def _ui_script():
 def test_mlflow_ui_in_a_browser_shows_runs_datasets_sources_and_models(
     tiny_run: Path, tmp_path: Path
 ) -> None:
-    """The real `mlflow ui` in headless Chromium, opened with the README's link."""
+    """The real `mlflow ui` in headless Chromium, opened with the documentation's link."""
     ui = _ui_script()
     if ui.chromium_path() is None:
         pytest.skip("headless browser check needs Debian's chromium (.ci/run installs it)")
@@ -296,7 +296,7 @@ def test_mlflow_ui_in_a_browser_shows_runs_datasets_sources_and_models(
 
     shown = ui.screenshot(tiny_run / "results" / "mlflow.db", "tiny", tmp_path / "ui.png")
     # MLflow 3.17 lands a browser that never chose a mode on its GenAI overview, whatever the
-    # experiment's kind tag says: the reason the README's link carries workflowType.
+    # experiment's kind tag says: the reason the documented link carries workflowType.
     assert "/overview" in shown["default_landing"], shown["default_landing"]
     assert "/runs" in shown["runs_page"]
     rows = {row.get("Run Name", ""): row for row in shown["rows"]}

@@ -164,7 +164,7 @@ def register(command: CommandFactory) -> None:
 
     tiling = benchmark("tiling", _cmd_tiling, "tiling throughput vs a plain baseline")
     tiling.add_argument("--size", type=int, default=5490, help="scene side in pixels")
-    tiling.add_argument("--seed", type=int, default=0)
+    tiling.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     tiling.add_argument(
         "--workdir", default="results/bench/tiling-work", help="scratch folder (removed afterwards)"
     )
@@ -190,7 +190,7 @@ def register(command: CommandFactory) -> None:
         "whole-scene prediction: blended windows vs plain tiling, pixels/s and peak RSS",
     )
     predict.add_argument("--size", type=int, default=5490, help="synthetic scene side in pixels")
-    predict.add_argument("--seed", type=int, default=0)
+    predict.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
     predict.add_argument(
         "--checkpoint", default=None, help="checkpoint folder (default: random init, --config)"
     )
@@ -213,7 +213,8 @@ def register(command: CommandFactory) -> None:
         "predict-tile",
         _cmd_predict_tile,
         "a whole Sentinel-2 tile through tdpcr predict at paper size: time, pixels/s, peak "
-        "RSS, phase shares, GFLOP/s vs the CPU's peak, speed-up over the pre-issue-17 settings",
+        "RSS, phase shares, GFLOP/s vs the CPU's peak, speed-up over the earlier fp32 eager "
+        "settings",
     )
     tile.add_argument(
         "--config",

@@ -317,16 +317,23 @@ def run_gpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's argument parser (exposed for the command-line reference)."""
     parser = argparse.ArgumentParser(
         prog="python -m tdpcr.benchmarks.gpu",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cuda = torch.cuda.is_available()
     parser.add_argument("--out", required=True, help="JSON file to write")
-    parser.add_argument("--size", default="paper", choices=("paper", "default", "tiny"))
-    parser.add_argument("--device", default="cuda" if cuda else "cpu", choices=("cuda", "cpu"))
+    parser.add_argument(
+        "--size",
+        default="paper",
+        choices=("paper", "default", "tiny"),
+        help="model sizes of config/paper.yaml, config/config.yaml (default) or config/tiny.yaml",
+    )
+    parser.add_argument(
+        "--device", choices=("cuda", "cpu"), help="where to run; default: cuda when available"
+    )
     parser.add_argument("--batch", type=int, default=32, help="training batch")
     parser.add_argument("--crop", type=int, default=128, help="training crop side")
     parser.add_argument("--infer-batch", type=int, default=32, help="inference batch")
@@ -337,7 +344,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled cases")
     parser.add_argument("--no-ddp", action="store_true", help="skip the torchrun DDP step")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.device is None:  # resolved here, so the parser's default does not depend on the host
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

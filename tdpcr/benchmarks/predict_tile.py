@@ -13,14 +13,14 @@ Method (also written into the JSON):
   ``torch.compile`` compilation), ``b`` the cost of one more window including its reads,
   blending and writes. The COG conversion also scales with the area, so it is in ``b``.
 * **Sides.** Each strip is predicted by ``today`` (the product with the settings it had before
-  issue 17: fp32 eager, batch 4, no malloc reuse, no I/O threads, torch's default threads) and
-  by ``product`` (the settings of the config's ``predict`` section), each in a fresh
-  subprocess, alternating (today, product, today, ...) so that a change in the machine's other
-  load hits both; extra candidate settings can be added as more sides. The ratio of the
-  extrapolated tile times is the speed-up, measured in the same run. ``backend: auto`` is
-  resolved for the *tile's* window count (a whole tile is compiled, a strip alone would not
-  be), and every run starts with an empty inductor cache: a compiled side's ``a`` holds the
-  compilation a user's first scene pays.
+  its speed-up work, commit d507a6d: fp32 eager, batch 4, no malloc reuse, no I/O threads,
+  torch's default threads) and by ``product`` (the settings of the config's ``predict``
+  section), each in a fresh subprocess, alternating (today, product, today, ...) so that a
+  change in the machine's other load hits both; extra candidate settings can be added as more
+  sides. The ratio of the extrapolated tile times is the speed-up, measured in the same run.
+  ``backend: auto`` is resolved for the *tile's* window count (a whole tile is compiled, a strip
+  alone would not be), and every run starts with an empty inductor cache: a compiled side's
+  ``a`` holds the compilation a user's first scene pays.
 * **Phases.** ``tdpcr predict`` reports seconds spent reading (GDAL), preparing windows
   (normalisation), in inference, blending (accumulation, quantisation) and writing (GDAL), plus
   the COG conversion; shares are of the side's wall time. With the pipeline on, reading and
@@ -59,7 +59,7 @@ from tdpcr.prediction.windows import WindowPlan
 
 #: Side of a Sentinel-2 L1C / L2A tile at 10 m (100 km).
 TILE_SIDE = 10980
-#: The settings ``tdpcr predict`` ran with before issue 17 (commit d507a6d).
+#: The settings ``tdpcr predict`` ran with before its speed-up work (commit d507a6d).
 TODAY: dict[str, Any] = {
     "batch_size": 4,
     "precision": "fp32",
@@ -102,7 +102,7 @@ def predict_side(spec: dict[str, Any]) -> dict[str, Any]:
     options = dict(spec["options"])
     legacy_threads = options.pop("threads", "auto") is None
     if legacy_threads:
-        # Before issue 17 predict left torch's default thread count alone.
+        # Before the speed-up work predict left torch's default thread count alone.
         options["threads"] = torch.get_num_threads()
     result = predict_scene(
         Path(spec["optical"]), Path(spec["sar"]), Path(spec["checkpoint"]), Path(spec["out"]),

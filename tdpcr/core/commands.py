@@ -93,4 +93,4 @@ def _cmd_check_config(args: argparse.Namespace) -> None:
 def register(command: CommandFactory) -> None:
     """Add ``check-config``."""
     check = command("check-config", _cmd_check_config, "validate a workflow config file")
-    check.add_argument("config")
+    check.add_argument("config", help="the config file (YAML) to check against the schema")

@@ -1,8 +1,9 @@
 """Loading and validating the workflow configuration (the same schema the Snakefile uses).
 
 The schema (``tdpcr/schemas/config.schema.yaml``) is the one place that holds every key, its
-type and its default: :func:`validate_config` fills in the defaults while it validates, for
-``tdpcr`` commands and for the Snakefile alike, so no rule or module keeps a default of its own.
+type, its default and its description (the configuration reference is generated from it):
+:func:`validate_config` fills in the defaults while it validates, for ``tdpcr`` commands and
+for the Snakefile alike, so no rule or module keeps a default of its own.
 """
 
 from __future__ import annotations

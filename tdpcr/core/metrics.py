@@ -212,7 +212,8 @@ def psnr_per_image(
     data_range=1)`` without a mask.
 
     Args:
-        pred, target: (B, C, H, W) reflectance, any float dtype.
+        pred: (B, C, H, W) reflectance, any float dtype.
+        target: the reference, the same shape.
         mask: optional (B, H, W) (or (B, 1, H, W)) boolean; only these pixels (all bands)
             are scored.
 
@@ -252,7 +253,8 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     boundary folded into the filter (see :func:`_gaussian_filter`).
 
     Args:
-        pred, target: (B, C, H, W), H and W at least 11.
+        pred: (B, C, H, W), H and W at least 11.
+        target: the reference, the same shape.
 
     Returns:
         float64 (B, C, H, W).
@@ -294,7 +296,8 @@ def ssim_per_image(
     masked pixel, border included (there the Gaussian moments use the symmetric boundary).
 
     Args:
-        pred, target: (B, C, H, W) reflectance, clamped to [0, 1] here; H, W >= 11.
+        pred: (B, C, H, W) reflectance, clamped to [0, 1] here; H, W >= 11.
+        target: the reference, the same shape.
         mask: optional (B, H, W) (or (B, 1, H, W)) boolean.
         crop_border: leave out the 5-pixel border (skimage's convention).
 
@@ -440,7 +443,8 @@ class ReconstructionMeter:
         """Add a batch.
 
         Args:
-            pred, target: (B, C, H, W) reflectance (clamped to [0, 1] inside).
+            pred: (B, C, H, W) reflectance (clamped to [0, 1] inside).
+            target: the reference, the same shape.
             cloudmask: optional (B, H, W) (or (B, 1, H, W)) integer mask, 1 = cloud,
                 2 = shadow, 0 = clear, 255 = unknown. Without it, only the all-pixel scores get
                 values.

@@ -156,7 +156,7 @@ def register(command: CommandFactory) -> None:
     tile.add_argument("--quiet", action="store_true", help="no progress bar")
 
     info = command("info", _cmd_info, "summarise a tile store")
-    info.add_argument("store")
+    info.add_argument("store", help="tile store (.zarr)")
     info.add_argument(
         "--check",
         action="store_true",
@@ -187,7 +187,7 @@ def register(command: CommandFactory) -> None:
     realism.add_argument("--figure", required=True, help="PNG to write")
 
     export = command("export-patch", _cmd_export_patch, "write one stored patch as a GeoTIFF")
-    export.add_argument("store")
+    export.add_argument("store", help="tile store (.zarr)")
     export.add_argument("--patch", required=True, help="patch id")
     export.add_argument("--variable", default="s2_cloudy", help="store variable")
     export.add_argument("--out", required=True, help="GeoTIFF to write")

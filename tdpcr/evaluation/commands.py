@@ -66,10 +66,12 @@ def _cmd_claims(args: argparse.Namespace) -> None:
 def _cmd_readme_results(args: argparse.Namespace) -> None:
     from tdpcr.evaluation.report import render, update_readme
 
-    if args.readme:
+    if args.readme or args.page:
         snapshot = Path(args.snapshot) if args.snapshot else None
-        update_readme(Path(args.results), Path(args.readme), snapshot)
-        print(f"updated {args.readme} from {args.results}")
+        readme = Path(args.readme) if args.readme else None
+        page = Path(args.page) if args.page else None
+        update_readme(Path(args.results), readme, snapshot, page)
+        print(f"updated {', '.join(p for p in (args.readme, args.page) if p)} from {args.results}")
     else:
         print(render(Path(args.results)))
 
@@ -174,7 +176,9 @@ def register(command: CommandFactory) -> None:
     evaluate.add_argument("--store", required=True, help="tile store")
     evaluate.add_argument("--models", default="results/models", help="checkpoints folder")
     evaluate.add_argument("--out", required=True, help="JSON to write (results/eval/<method>.json)")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="split to score"
+    )
     evaluate.add_argument(
         "--batch-size", type=int, default=None, help="default: the config's train.val_batch_size"
     )
@@ -191,7 +195,7 @@ def register(command: CommandFactory) -> None:
     from tdpcr.evaluation.tables import TABLES
 
     table = command("table", _cmd_table, "write one of the paper's Tables I-III as CSV")
-    table.add_argument("table", choices=tuple(TABLES))
+    table.add_argument("table", choices=tuple(TABLES), help="which table")
     table.add_argument("--evals", nargs="+", required=True, help="evaluation JSON files")
     table.add_argument("--complexity", default=None, help="complexity CSV (table1)")
     table.add_argument(
@@ -216,10 +220,18 @@ def register(command: CommandFactory) -> None:
     readme = command(
         "readme-results",
         _cmd_readme_results,
-        "render Tables I-III and the claims from their CSVs as Markdown (or into the README)",
+        "render Tables I-III and the claims from their CSVs as Markdown (or into the README "
+        "and the documentation)",
     )
     readme.add_argument("--results", default="results", help="folder with table*.csv, claims.csv")
-    readme.add_argument("--readme", default=None, help="README to update between its markers")
+    readme.add_argument(
+        "--readme", default=None, help="README whose headline table to update between its markers"
+    )
+    readme.add_argument(
+        "--page",
+        default=None,
+        help="documentation page whose full tables to update (docs/evaluation.md)",
+    )
     readme.add_argument("--snapshot", default=None, help="copy the rendered CSVs here")
 
     sweep = command(
@@ -240,7 +252,9 @@ def register(command: CommandFactory) -> None:
     figures.add_argument("--fig3", required=True, help="cloud-removal figure (PNG)")
     figures.add_argument("--fig4", required=True, help="prompt PCA figure (PNG)")
     figures.add_argument("--fig5", required=True, help="segmentation figure (PNG)")
-    figures.add_argument("--split", default="test", choices=("train", "val", "test"))
+    figures.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="split to draw from"
+    )
     figures.add_argument("--rows", type=int, default=3, help="patches shown (by cloud cover)")
     figures.add_argument("--threads", type=int, default=1, help="CPU threads")
     figures.add_argument("--cpu", action="store_true", help="ignore CUDA even when present")

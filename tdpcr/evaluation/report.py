@@ -1,11 +1,12 @@
-"""The README's result tables, generated from the CSVs the workflow writes.
+"""The result tables of the README and the documentation, generated from the workflow's CSVs.
 
-``tdpcr readme-results --results results --readme README.md --snapshot docs/results`` renders
-Tables I-III and the claims as Markdown (value with its 95 % interval; the paper's numbers in
-their own columns), replaces the block between :data:`BEGIN` and :data:`END` in the README and
-copies the CSVs it rendered to the snapshot folder. ``tests/test_docs.py`` renders the
-snapshot again and checks the README says the same, so the README's numbers are always the
-CSVs' numbers.
+``tdpcr readme-results --results results --readme README.md --page docs/evaluation.md
+--snapshot docs/results`` renders Tables I-III and the claims as Markdown (value with its 95 %
+interval; the paper's numbers in their own columns) between :data:`BEGIN` and :data:`END` of
+the documentation page, the headline rows of Tables I and II (:func:`render_headline`) between
+:data:`HEADLINE_BEGIN` and :data:`HEADLINE_END` of the README, and copies the CSVs it rendered
+to the snapshot folder. ``tests/test_docs.py`` renders the snapshot again and checks both
+files say the same, so their numbers are always the CSVs' numbers.
 
 When the results folder also holds the studies beside ``all`` (``snakemake --cores 8 seeds``:
 ``seeds/table*.csv`` and ``seeds/claims_seed*.csv``; ``snakemake results/sweeps/phase2.csv``),
@@ -25,6 +26,10 @@ from tdpcr.core.io import open_atomic
 
 BEGIN = "<!-- BEGIN generated results: tdpcr readme-results; do not edit by hand -->"
 END = "<!-- END generated results -->"
+HEADLINE_BEGIN = (
+    "<!-- BEGIN generated headline results: tdpcr readme-results; do not edit by hand -->"
+)
+HEADLINE_END = "<!-- END generated headline results -->"
 #: The CSVs rendered, in order.
 SOURCES: tuple[str, ...] = ("table1.csv", "table2.csv", "table3.csv", "claims.csv")
 
@@ -259,26 +264,58 @@ def render(folder: Path) -> str:
     return "\n\n".join([*blocks, *render_studies(folder)])
 
 
-def replace_block(text: str, block: str, where: str = "README") -> str:
+def render_headline(folder: Path) -> str:
+    """The README's table: the measured rows of Tables I (PSNR) and II (mIoU), with intervals
+    and the paper's values (the rows the paper reports alone are left to the full tables)."""
+    header = ["", "method", "steps", "ours [95 % CI]", "paper (LuojiaSET-OSFCR)"]
+    body = []
+    for name, metric, title, digits in (
+        ("table1.csv", "psnr", "Table I: PSNR (dB)", 2),
+        ("table2.csv", "miou", "Table II: mIoU", 3),
+    ):
+        rows = [r for r in _rows(folder, name) if r.get(metric)]
+        for i, r in enumerate(rows):
+            label = f"{r['paradigm']}: {r['label']}" if r.get("paradigm") else r["label"]
+            paper = _num(r.get(f"paper_{metric}", ""), digits)
+            body.append([title if i == 0 else "", label, steps(r), cell(r, metric, digits), paper])
+    return _markdown(header, body)
+
+
+def replace_block(
+    text: str, block: str, where: str = "README", begin: str = BEGIN, end: str = END
+) -> str:
     """``text`` with the part between the markers replaced by ``block``."""
-    if BEGIN not in text or END not in text:
-        raise InputDataError(f"{where}: markers {BEGIN!r} ... {END!r} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    if begin not in text or end not in text:
+        raise InputDataError(f"{where}: markers {begin!r} ... {end!r} not found")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
 
 
-def generated_block(text: str) -> str:
+def generated_block(text: str, begin: str = BEGIN, end: str = END) -> str:
     """The part of ``text`` between the markers."""
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
 
 
-def update_readme(results: Path, readme: Path, snapshot: Path | None = None) -> str:
-    """Render ``results``' CSVs into ``readme``; copy the CSVs to ``snapshot`` if given."""
-    block = render(results)
-    text = replace_block(Path(readme).read_text(), block, str(readme))
-    with open_atomic(readme) as fh:
+def _rewrite(path: Path, block: str, begin: str, end: str) -> None:
+    text = replace_block(Path(path).read_text(), block, str(path), begin, end)
+    with open_atomic(path) as fh:
         fh.write(text)
+
+
+def update_readme(
+    results: Path,
+    readme: Path | None,
+    snapshot: Path | None = None,
+    page: Path | None = None,
+) -> str:
+    """Render ``results``' CSVs: the headline table into ``readme``, every table into ``page``
+    (each if given); copy the CSVs to ``snapshot`` if given. Returns the full block."""
+    block = render(results)
+    if readme is not None:
+        _rewrite(readme, render_headline(results), HEADLINE_BEGIN, HEADLINE_END)
+    if page is not None:
+        _rewrite(page, block, BEGIN, END)
     if snapshot is not None:
         for name in rendered_files(results):
             (Path(snapshot) / name).parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from tdpcr.prediction.execution import ModelRunner
 from tdpcr.prediction.inputs import OpenInputs, open_inputs, read_row_strip, window_batch
 from tdpcr.prediction.options import ExecutionOptions, PredictOptions, resolve_backend
 from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
-from tdpcr.prediction.stac import write_item
+from tdpcr.prediction.stac import ItemModel, write_item
 from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_options
 from tdpcr.prediction.writers import SceneWriter, check_out
 
@@ -118,6 +118,20 @@ class Predictor:
     def quality_names(self) -> tuple[str, ...]:
         """Bands of ``quality.tif`` this model produces."""
         return quality_band_names(self.pgf_stages, self.prompt_degradation)
+
+    def item_model(self) -> ItemModel:
+        """What the STAC Item of a prediction says about this model."""
+        return ItemModel(
+            name=self.model_name,
+            variant=self.variant,
+            checkpoint=self.checkpoint,
+            config_hash=self.config_hash,
+            s2_bands=tuple(self.s2_bands),
+            s2_level=self.s2_level,
+            num_classes=self.num_classes,
+            prompt_channels=self.prompt_channels,
+            quality_names=self.quality_names,
+        )
 
     runner: ModelRunner | None = field(default=None, repr=False)
 
@@ -337,7 +351,9 @@ def predict_scene(
         result.pixels_per_second = round(result.height * result.width / result.seconds, 1)
         record = {OWNER_KEY: "prediction", **asdict(result)}  # marks the folder as ours
         (tmp / "prediction.json").write_text(json.dumps(record, indent=2) + "\n")
-        write_item(tmp, inputs, predictor, options, result)
+        model = predictor.item_model()
+        optical_given = result.inputs["optical"]
+        write_item(tmp, inputs, model, options.window, options.overlap, optical_given, result.files)
     return result
 
 

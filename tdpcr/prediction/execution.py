@@ -19,7 +19,7 @@ and a ``tdpcr predict`` flag:
   prepacks them for oneDNN's convolutions and fuses the layer norms, gates and residual
   additions between them, which is what made it faster than eager alone (1.23-1.38x per batch
   at paper size; without freezing compiled was no faster), though not measurably inside a
-  whole ``tdpcr predict`` here (issue 17). Compiling costs a warm-up (~1.5 min
+  whole ``tdpcr predict`` here (the whole-tile benchmark). Compiling costs a warm-up (~1.5 min
   on a 2-core CPU, about half of it with inductor's on-disk cache warm) and pays off on
   large scenes only; batches are padded to one shape so it compiles once. The compiled
   model holds a frozen copy of the weights: a runner is made per model and never trained.

@@ -16,7 +16,7 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "bf16-full")
 #: ``--backend`` values (``auto``: see :func:`resolve_backend`).
 BACKENDS: tuple[str, ...] = ("auto", "eager", "compile")
 #: Scenes of at least this many windows get ``torch.compile`` under ``backend: auto`` on a
-#: CPU. Measured at paper size on 2 Zen 5 cores (issue 17): alone, frozen inductor took 2.16 s
+#: CPU. Measured at paper size on 2 Zen 5 cores: alone, frozen inductor took 2.16 s
 #: per batch of 8 windows against eager's 2.98 s (0.10 s less per window), for a compilation
 #: of 87 s with an empty inductor cache and 49 s with a warm one, which pays off from ~500-850
 #: windows (a whole tile has 3249). Inside ``tdpcr predict`` the whole-tile benchmark did not

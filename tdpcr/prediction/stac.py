@@ -15,6 +15,7 @@ Item is what other tools read, ``prediction.json`` what tdpcr's benchmarks and t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +32,41 @@ from tdpcr.core.specs import (
     quality_description,
 )
 
-if TYPE_CHECKING:  # engine imports this module; no cycle at run time
-    from tdpcr.prediction.engine import PredictionResult, PredictOptions, Predictor
+if TYPE_CHECKING:
     from tdpcr.prediction.inputs import OpenInputs
 
 #: The processing extension (not modelled by pystac: its fields are written as properties).
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+
+
+@dataclass(frozen=True)
+class ItemModel:
+    """What the Item says about the model that made the outputs.
+
+    Plain values, so this module needs nothing of the engine (the engine fills it from its
+    ``Predictor``, see :meth:`tdpcr.prediction.engine.Predictor.item_model`).
+
+    Attributes:
+        name: architecture (``tdpcr``, ``dsen2cr``).
+        variant: trained variant (``tdpcr-full``), or '' for a custom model.
+        checkpoint: the checkpoint folder or MLflow URI it was loaded from ('' if none).
+        config_hash: hash of the training config.
+        s2_bands: Sentinel-2 bands in the model's order.
+        s2_level: processing level the model was trained on (``L1C``).
+        num_classes: land-cover classes of its head (None without a head).
+        prompt_channels: prompt channels (None for models without a prompt).
+        quality_names: bands of ``quality.tif``.
+    """
+
+    name: str
+    variant: str
+    checkpoint: str
+    config_hash: str
+    s2_bands: tuple[str, ...]
+    s2_level: str
+    num_classes: int | None
+    prompt_channels: int | None
+    quality_names: tuple[str, ...]
 
 
 def _footprint(inputs: OpenInputs, points_per_edge: int = 11) -> dict[str, Any]:
@@ -88,12 +118,17 @@ def _hex(rgba: tuple[int, int, int, int]) -> str:
 
 def build_item(
     inputs: OpenInputs,
-    predictor: Predictor,
-    options: PredictOptions,
-    result: PredictionResult,
+    model: ItemModel,
+    window: int,
+    overlap: int,
+    optical: str,
     files: list[str],
 ) -> Any:
-    """The pystac Item of a prediction whose outputs ``files`` are in one folder."""
+    """The pystac Item of a prediction whose outputs ``files`` are in one folder.
+
+    ``window`` and ``overlap`` are the prediction's windows (pixels) and ``optical`` the
+    optical input as given (its name is the Item's id when the product has no id).
+    """
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
     from pystac.extensions.eo import Band, EOExtension
@@ -110,7 +145,7 @@ def build_item(
     grid = inputs.grid
     geometry = _footprint(inputs)
     s2, s1 = inputs.optical, inputs.sar
-    source_id = s2.product_id if s2 is not None else Path(result.inputs["optical"]).stem
+    source_id = s2.product_id if s2 is not None else Path(optical).stem
     now = datetime.now(UTC)
     properties: dict[str, Any] = {
         "title": f"TDP-CR cloud-free image and land cover of {source_id}",
@@ -118,26 +153,24 @@ def build_item(
         "gsd": abs(grid.transform.a),
         "processing:level": "L2",
         "processing:lineage": (
-            f"Cloud removal{' and land-cover segmentation' if predictor.num_classes else ''} "
-            f"by {predictor.model_name} ({predictor.variant or 'custom'}) from cloudy "
+            f"Cloud removal{' and land-cover segmentation' if model.num_classes else ''} "
+            f"by {model.name} ({model.variant or 'custom'}) from cloudy "
             f"Sentinel-2 {s2.level if s2 and s2.level else ''} {source_id} and Sentinel-1 "
             f"{s1.product_id if s1 else ''} ({s1.units if s1 else ''}), "
-            f"windows {options.window} px blended over {options.overlap} px"
+            f"windows {window} px blended over {overlap} px"
         ).replace("  ", " "),
         "processing:software": {"tdpcr": __version__},
         "processing:datetime": now.isoformat().replace("+00:00", "Z"),
-        "tdpcr:model": predictor.model_name,
-        "tdpcr:variant": predictor.variant,
-        "tdpcr:checkpoint": str(Path(predictor.checkpoint).resolve())
-        if predictor.checkpoint
-        else "",
-        "tdpcr:config_hash": predictor.config_hash,
-        "tdpcr:s2_bands": list(predictor.s2_bands),
-        "tdpcr:s2_level": predictor.s2_level,
+        "tdpcr:model": model.name,
+        "tdpcr:variant": model.variant,
+        "tdpcr:checkpoint": str(Path(model.checkpoint).resolve()) if model.checkpoint else "",
+        "tdpcr:config_hash": model.config_hash,
+        "tdpcr:s2_bands": list(model.s2_bands),
+        "tdpcr:s2_level": model.s2_level,
         "tdpcr:s2_dn_offset": [int(v) for v in inputs.s2_dn_offset],
         "tdpcr:s1_units": s1.units if s1 else None,
-        "tdpcr:window": options.window,
-        "tdpcr:overlap": options.overlap,
+        "tdpcr:window": window,
+        "tdpcr:overlap": overlap,
     }
     item = pystac.Item(
         id=f"{source_id}_tdpcr",
@@ -167,7 +200,7 @@ def build_item(
 
     if "cloudfree.tif" in files:
         asset = add("cloudfree.tif", "Cloud-free Sentinel-2 reflectance", ["data", "reflectance"])
-        bands = predictor.s2_bands
+        bands = model.s2_bands
         EOExtension.ext(asset).bands = [
             Band.create(
                 name=b,
@@ -196,7 +229,7 @@ def build_item(
         classes = [
             Classification.create(value=i, name=name.replace("-", "_"), description=name,
                                   color_hint=_hex(LANDCOVER_COLORS[i]))
-            for i, name in enumerate(CLASS_NAMES[: predictor.num_classes or 0])
+            for i, name in enumerate(CLASS_NAMES[: model.num_classes or 0])
         ]  # fmt: skip
         classes.append(
             Classification.create(value=IGNORE_INDEX, name="no_data", description="no data",
@@ -205,7 +238,7 @@ def build_item(
         ClassificationExtension.ext(asset, add_if_missing=True).classes = classes
     if "quality.tif" in files:
         asset = add("quality.tif", "Per-pixel quality (model's own)", ["data", "quality"])
-        names = predictor.quality_names
+        names = model.quality_names
         asset.description = "; ".join(f"band {i + 1} {n}: {quality_description(n)}"
                                       for i, n in enumerate(names))  # fmt: skip
         RasterExtension.ext(asset).bands = [
@@ -216,7 +249,7 @@ def build_item(
         asset = add("prompt.tif", "TDP-CR prompt channels", ["data"])
         RasterExtension.ext(asset).bands = [
             RasterBand.create(nodata="nan", data_type=DataType.FLOAT32, spatial_resolution=res)
-            for _ in range(predictor.prompt_channels or 0)
+            for _ in range(model.prompt_channels or 0)
         ]
     item.add_asset(
         "prediction",
@@ -238,14 +271,16 @@ def build_item(
 def write_item(
     folder: Path,
     inputs: OpenInputs,
-    predictor: Predictor,
-    options: PredictOptions,
-    result: PredictionResult,
+    model: ItemModel,
+    window: int,
+    overlap: int,
+    optical: str,
+    files: list[str],
 ) -> Path:
-    """Write ``folder/item.json`` (atomically) for the outputs listed in ``result.files``."""
+    """Write ``folder/item.json`` (atomically) for the outputs ``files``; see :func:`build_item`."""
     import json
 
-    item = build_item(inputs, predictor, options, result, result.files)
+    item = build_item(inputs, model, window, overlap, optical, files)
     data = item.to_dict(include_self_link=False, transform_hrefs=False)
     path = Path(folder) / "item.json"
     with open_atomic(path) as fh:

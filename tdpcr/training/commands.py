@@ -86,5 +86,7 @@ def register(command: CommandFactory) -> None:
         _cmd_tracking_init,
         "create the MLflow tracking store once, before parallel jobs",
     )
-    tracking.add_argument("--config", required=True)
+    tracking.add_argument(
+        "--config", required=True, help="workflow config (YAML): tracking.uri, tracking.enabled"
+    )
     tracking.add_argument("--out", required=True, help="marker file to write (JSON)")

@@ -1,4 +1,4 @@
-"""Realism report: the synthetic scenes measured against real Sentinel-1/2 samples, side by side.
+"""Realism measures: the same statistics on the synthetic scenes and on real Sentinel-1/2 data.
 
 Every number the default run reports is measured on the synthetic scenes, so this module
 measures how much they behave like real data, with the same code on both:
@@ -20,28 +20,22 @@ class), so the boxcar does not mix classes across an edge. Statistics are comput
 256 x 256 patch (the real samples' size; synthetic scenes are cut into such patches) and
 summarised per dataset as min / median / max.
 
-Real data are read through the project's own source readers (:func:`tdpcr.data.sources.
-make_source`) where the layout is one of them; the SEN12MS land cover + S1 pair and loose
-SEN12MS-CR cloudy / clear pairs are read with :func:`tdpcr.data.rasters.read_raster`.
+The patches come from :mod:`tdpcr.data.realism.samples`; the figure is drawn by
+:mod:`tdpcr.data.realism.figure` and the report written by :mod:`tdpcr.data.realism.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import math
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tdpcr.core.specs import CLASS_NAMES, S2_BANDS, S2_SCALE
-
-log = logging.getLogger(__name__)
+from tdpcr.data.realism.samples import Sample
 
 TREE, SHRUB, GRASS, CROP, BUILT, WATER, BARE = range(len(CLASS_NAMES))
 #: Project classes counted as vegetation.
@@ -51,8 +45,6 @@ B2, B4, B8, B10 = (S2_BANDS.index(b) for b in ("B2", "B4", "B8", "B10"))
 BOXCAR = 5
 #: Smallest number of class-interior pixels for a class to enter a statistic.
 MIN_CLASS_PIXELS = 200
-#: Patch side for the statistics (real samples are 256 x 256).
-PATCH_SIZE = 256
 #: SAR histogram bin edges (dB).
 SAR_BINS = np.arange(-35.0, 5.0 + 1e-6, 0.5)
 #: Opacity histogram bin edges.
@@ -81,14 +73,14 @@ TARGETS: dict[str, dict[str, Any]] = {
         "max_pooled": 0.3,
         "what": "Fisher ratio of VV and VH (5x5 boxcar) over the vegetation classes: median "
         "over patches and pooled over the dataset, each below 0.3",
-        "real": "LuojiaSET 0.00-0.03, SEN12MS 0.05-0.10 per patch (issue 12)",
+        "real": "LuojiaSET 0.00-0.03, SEN12MS 0.05-0.10 per patch (the real samples)",
     },
     "within_class_corr_vh_b8": {
         "max_abs_pooled": 0.4,
         "max_abs_median": 0.4,
         "what": "|corr(VH, B8)| inside each class: pooled per class, and the median over "
         "patch x class, each below 0.4",
-        "real": "0.02-0.35 (issue 12)",
+        "real": "0.02-0.35 (the real samples)",
     },
     "vegetation_b8": {
         "min": 0.15,
@@ -104,7 +96,7 @@ TARGETS: dict[str, dict[str, Any]] = {
         "max_positive_share": 0.95,
         "what": "whole-patch corr(VH, NDVI) of every patch in [-0.8, 0.9], and not always "
         "positive: at most 95 % of patches above +0.1",
-        "real": "SEN12MS-CR -0.68 and +0.61; LuojiaSET -0.15 to +0.17 (issue 12)",
+        "real": "SEN12MS-CR -0.68 and +0.61; LuojiaSET -0.15 to +0.17 (the real samples)",
     },
     "time_gap_b8": {
         "min": 0.005,
@@ -119,168 +111,6 @@ TARGETS: dict[str, dict[str, Any]] = {
         "where not cloud (shadow), in every patch with a cloud_opacity file",
     },
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Patches
-
-
-@dataclass
-class Sample:
-    """One patch of one dataset, in store conventions (reflectance x 1e4, dB, uint8 labels).
-
-    Attributes:
-        dataset: the report's dataset name (``synthetic``, ``luojiaset`` ...).
-        patch_id: the source's patch id.
-        s2_clear, s2_cloudy: (13, H, W) uint16 or None.
-        s1: (2, H, W) float32 dB or None.
-        landcover: (H, W) uint8 or None; project classes unless ``legend`` says otherwise.
-        cloudmask: (H, W) uint8 (0 clear, 1 cloud, 2 shadow, 255 unknown) or None.
-        cloud_opacity: (H, W) float32 true opacity (synthetic scenes) or None.
-        legend: ``"project"`` (classes 0..6) or ``"source"`` (values kept, legend unknown).
-    """
-
-    dataset: str
-    patch_id: str
-    s2_clear: np.ndarray | None = None
-    s2_cloudy: np.ndarray | None = None
-    s1: np.ndarray | None = None
-    landcover: np.ndarray | None = None
-    cloudmask: np.ndarray | None = None
-    cloud_opacity: np.ndarray | None = None
-    legend: str = "project"
-    notes: list[str] = field(default_factory=list)
-
-
-def scene_samples(root: Path, dataset: str = "synthetic") -> Iterator[Sample]:
-    """256 x 256 patches of a folder of scene folders (the synthetic default or a user's);
-    scenes smaller than that (the tiny test config) are measured whole."""
-    from tdpcr.data.rasters import read_grid
-    from tdpcr.data.sources import make_source
-
-    kind = "synthetic" if dataset == "synthetic" else "scenes"
-    first = next(iter(sorted(Path(root).glob("*/s2_cloudy.tif"))), None)
-    side = PATCH_SIZE
-    if first is not None:
-        grid = read_grid(first)
-        side = min(PATCH_SIZE, grid.height, grid.width)
-    source = make_source(kind, Path(root), patch_size=side)
-    for ref in source.patches():
-        data = source.read(ref)
-        yield Sample(
-            dataset,
-            ref.patch_id,
-            s2_clear=data.arrays.get("s2_clear"),
-            s2_cloudy=data.arrays.get("s2_cloudy"),
-            s1=data.arrays.get("s1"),
-            landcover=data.arrays.get("landcover"),
-            cloudmask=data.arrays.get("cloudmask"),
-            cloud_opacity=data.arrays.get("cloud_opacity"),
-        )
-
-
-def source_samples(kind: str, root: Path, dataset: str) -> Iterator[Sample]:
-    """Patches of a LuojiaSET-OSFCR or SEN12MS-CR folder, through the project's readers.
-
-    Patches a reader refuses (the LuojiaSET sample has defective files upstream) are skipped
-    with a warning. LuojiaSET land-cover values are kept (legend undocumented); a cloudy S2
-    byte-identical to the clear one (a defect of the LuojiaSET sample) is dropped.
-    """
-    from tdpcr.core.errors import InputDataError
-    from tdpcr.data.sources import make_source
-
-    source = make_source(kind, Path(root), skip_incomplete=True)
-    for ref in source.patches():
-        try:
-            data = source.read(ref)
-        except InputDataError as err:
-            log.warning("%s: skipping %s (%s)", dataset, ref.patch_id, err)
-            continue
-        arrays = data.arrays
-        sample = Sample(
-            dataset,
-            ref.patch_id,
-            s2_clear=arrays.get("s2_clear"),
-            s2_cloudy=arrays.get("s2_cloudy"),
-            s1=arrays.get("s1"),
-            landcover=arrays.get("landcover"),
-            legend="source" if kind == "luojiaset" else "project",
-        )
-        if (
-            sample.s2_cloudy is not None
-            and sample.s2_clear is not None
-            and np.array_equal(sample.s2_cloudy, sample.s2_clear)
-        ):
-            sample.s2_cloudy = None
-            sample.notes.append("s2_cloudy identical to s2_clear upstream: not used")
-        yield sample
-
-
-def sen12ms_lc_samples(root: Path, dataset: str = "sen12ms_lc") -> Iterator[Sample]:
-    """SEN12MS land cover + S1 pairs (``*_lc_*.tif`` beside ``*_s1_*.tif``), IGBP mapped.
-
-    The IGBP band is mapped to project classes as :class:`~tdpcr.data.sources.sen12mscr.
-    Sen12MSCRSource` does for SEN12MS-CR land cover.
-    """
-    from tdpcr.data.rasters import read_raster
-    from tdpcr.data.sources.sen12mscr import IGBP_BAND, IGBP_TO_CLASS
-
-    lut = np.full(256, 255, dtype=np.uint8)
-    for igbp, cls in IGBP_TO_CLASS.items():
-        lut[igbp] = cls
-    for lc_path in sorted(Path(root).rglob("*_lc_*.tif")):
-        s1_path = lc_path.with_name(lc_path.name.replace("_lc_", "_s1_"))
-        if not s1_path.exists():
-            continue
-        lc = read_raster(lc_path, what="SEN12MS land cover")[0][IGBP_BAND - 1]
-        s1 = read_raster(s1_path, bands=2, what="Sentinel-1 VV/VH dB")[0].astype(np.float32)
-        yield Sample(dataset, lc_path.stem.replace("_lc_", "_"), s1=s1, landcover=lut[lc])
-
-
-def s2_pair_samples(root: Path, dataset: str = "s2pairs") -> Iterator[Sample]:
-    """Loose SEN12MS-CR cloudy / clear S2 pairs anywhere under ``root`` (official file names).
-
-    ``<season>_s2_cloudy_<scene>_p<patch>.tif`` is paired with ``<season>_s2_<scene>_p<patch>.tif``
-    found anywhere under ``root``; used for the cloud-opacity and time-gap statistics.
-    """
-    from tdpcr.data.rasters import read_raster
-
-    files = {p.name: p for p in sorted(Path(root).rglob("*.tif"))}
-    for name, cloudy_path in files.items():
-        if "_s2_cloudy_" not in name:
-            continue
-        clear_path = files.get(name.replace("_s2_cloudy_", "_s2_"))
-        if clear_path is None:
-            continue
-        cloudy = read_raster(cloudy_path, bands=13, what="cloudy S2")[0]
-        clear = read_raster(clear_path, bands=13, what="clear S2")[0]
-        yield Sample(
-            dataset,
-            Path(name).stem.replace("_s2_cloudy_", "_"),
-            s2_clear=np.clip(clear, 0, 65535).astype(np.uint16),
-            s2_cloudy=np.clip(cloudy, 0, 65535).astype(np.uint16),
-        )
-
-
-#: Kinds of real folders the report reads -> (reader, default dataset name).
-REAL_KINDS: dict[str, Callable[[Path, str], Iterator[Sample]]] = {
-    "luojiaset": lambda root, name: source_samples("luojiaset", root, name),
-    "sen12mscr": lambda root, name: source_samples("sen12mscr", root, name),
-    "sen12ms-lc": sen12ms_lc_samples,
-    "s2pairs": s2_pair_samples,
-    "scenes": lambda root, name: scene_samples(root, name),
-}
-
-
-def default_real_roots(realdata: Path) -> list[tuple[str, Path]]:
-    """The real samples of ``../shared/realdata`` (its README) that the report can use."""
-    candidates = [
-        ("luojiaset", "luojiaset-osfcr-sample"),
-        ("sen12mscr", "sen12ms-cr-flat"),
-        ("sen12ms-lc", "sen12ms-lc"),
-        ("s2pairs", "sen12ms-cr-pairs"),
-    ]
-    return [(kind, Path(realdata) / sub) for kind, sub in candidates if (realdata / sub).is_dir()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +330,7 @@ def measure_sample(sample: Sample) -> dict[str, Any]:
         out["mask_cloud_fraction"] = round(float((mask == 1).mean()), 4)
         out["mask_shadow_fraction"] = round(float((mask == 2).mean()), 4)
         if sample.cloud_opacity is not None:
-            from tdpcr.data.clouds import CLOUD_THRESHOLD
+            from tdpcr.data.synthetic.clouds import CLOUD_THRESHOLD
 
             cloud = sample.cloud_opacity >= CLOUD_THRESHOLD
             haze = cloud & (sample.cloud_opacity < 0.1)
@@ -720,300 +550,3 @@ def difficulty(evals: dict[str, Path] | None) -> dict[str, Any]:
                 out[f"{key}_over_clear"] = round(ours, 3)
                 out[f"{key}_over_clear_minus_paper"] = round(ours - paper, 3)
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Report
-
-
-def write_realism_report(
-    synthetic_root: Path,
-    real_roots: list[tuple[str, Path]] | None,
-    out_json: Path,
-    out_png: Path,
-    evals: dict[str, Path] | None = None,
-) -> dict[str, Any]:
-    """Measure the synthetic scenes and the real samples; write the JSON and the figure.
-
-    Args:
-        synthetic_root: folder of synthetic (or any) scene folders.
-        real_roots: ``(kind, folder)`` pairs, kind one of :data:`REAL_KINDS`; a kind may be
-            written ``kind:name`` to name the dataset (default: the kind). ``None`` or empty:
-            synthetic only.
-        out_json, out_png: the report and its figure, both written atomically.
-        evals: ``{"clear", "cloudy", "sar"}`` -> evaluation JSON of the Direct segmenters
-            (``results/eval/segformer-*.json``); missing files are left out.
-
-    Returns:
-        The report as written.
-    """
-    from tdpcr import __version__
-    from tdpcr.core.errors import InputDataError
-    from tdpcr.core.io import write_json_atomic
-
-    datasets: dict[str, Any] = {}
-    synth = measure_dataset(scene_samples(Path(synthetic_root), "synthetic"))
-    datasets["synthetic"] = {"kind": "synthetic", "root": str(synthetic_root), **synth}
-    for kind_name, root in real_roots or []:
-        kind, _, name = kind_name.partition(":")
-        if kind not in REAL_KINDS:
-            raise InputDataError(
-                f"realism: unknown real-data kind {kind!r}; expected one of {', '.join(REAL_KINDS)}"
-            )
-        name = name or kind.replace("-", "_")
-        datasets[name] = {
-            "kind": kind,
-            "root": str(root),
-            **measure_dataset(REAL_KINDS[kind](Path(root), name)),
-        }
-    report: dict[str, Any] = {
-        "generator": f"tdpcr {__version__} tdpcr.data.realism",
-        "conventions": {
-            "boxcar": BOXCAR,
-            "patch_size": PATCH_SIZE,
-            "min_class_pixels": MIN_CLASS_PIXELS,
-            "class_pixels": "class-interior pixels (5x5 window of one class)",
-            "fisher": "between-class / within-class variance of boxcar dB, per patch",
-            "vegetation": [CLASS_NAMES[c] for c in VEGETATION],
-            "luojiaset_legend": "values kept (undocumented); all values treated as vegetation",
-            "apparent_opacity": f"(B2 cloudy - B2 clear) / ({APPARENT_CLOUD_B2} - B2 clear)",
-            "sar_bins_db": [float(SAR_BINS[0]), float(SAR_BINS[-1]), 0.5],
-            "opacity_bins": [0.0, 1.0, len(OPACITY_BINS) - 1],
-        },
-        "targets": TARGETS,
-        "within_targets": check_targets(datasets["synthetic"]),
-        "difficulty": difficulty(evals),
-        "datasets": datasets,
-    }
-    write_json_atomic(out_json, report)
-    plot_report(report, Path(out_png))
-    return report
-
-
-def _fmt_range(stats: dict[str, Any] | None) -> str:
-    if stats is None:
-        return "n/a"
-    return f"{stats['min']:.2f} to {stats['max']:.2f}"
-
-
-def comparison_rows(report: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
-    """The issue's table: measure -> dataset -> "min to max" string."""
-    rows = [
-        ("Fisher ratio, vegetation classes (VV, VH)", "fisher_vegetation"),
-        ("Fisher ratio, all classes, VV", "fisher_all_vv"),
-        ("Fisher ratio, all classes, VH", "fisher_all_vh"),
-        ("within-class |corr(VH, B8)|", "within_class_abs_corr_vh_b8"),
-        ("whole-patch corr(VH, NDVI)", "corr_vh_ndvi"),
-        ("vegetation B8 reflectance", "vegetation_b8"),
-        ("clear-sky |dB8|/B8 between dates", "time_gap_b8"),
-    ]
-    return [
-        (label, {n: _fmt_range(d["summary"].get(key)) for n, d in report["datasets"].items()})
-        for label, key in rows
-    ]
-
-
-def _class_colour(name: str) -> str | tuple[float, ...]:
-    from tdpcr.core.specs import LANDCOVER_COLORS
-
-    if name in CLASS_NAMES:
-        rgba = LANDCOVER_COLORS[CLASS_NAMES.index(name)]
-        return tuple(v / 255 for v in rgba)
-    return "0.4"
-
-
-def plot_report(report: dict[str, Any], out_png: Path) -> None:
-    """Six panels: spectra, VV and VH per class, Fisher ratios, correlations, cloud opacity.
-
-    Synthetic lines are solid in the class colours, real datasets dashed / dotted in grey
-    tones; written atomically (temporary file renamed into place).
-    """
-    import io
-
-    from matplotlib.figure import Figure
-
-    datasets = report["datasets"]
-    names = list(datasets)
-    styles = {
-        name: ("-" if i == 0 else ("--", ":", "-.")[(i - 1) % 3]) for i, name in enumerate(names)
-    }
-    colours = {name: f"C{i}" for i, name in enumerate(names)}
-    fig = Figure(figsize=(17, 10), layout="constrained")
-    axes = fig.subplots(2, 3)
-
-    ax = axes[0, 0]
-    x = np.arange(len(S2_BANDS))
-    for name, d in datasets.items():
-        for cname, c in d["summary"]["per_class"].items():
-            if "spectrum_mean" in c:
-                colour = _class_colour(cname) if name == "synthetic" else colours[name]
-                ax.plot(
-                    x,
-                    c["spectrum_mean"],
-                    styles[name],
-                    color=colour,
-                    lw=1.3,
-                    label=f"{name}: {cname}",
-                )
-        dense = d["summary"].get("ndvi_strata_spectra", {}).get("dense (>0.6)")
-        if dense is not None and not d["summary"]["per_class"]:
-            ax.plot(
-                x, dense, styles[name], color=colours[name], lw=1.3, label=f"{name}: NDVI > 0.6"
-            )
-    ax.set_xticks(x, S2_BANDS, fontsize=7)
-    ax.set_ylabel("L1C TOA reflectance")
-    ax.set_title("(a) mean spectrum per class (real: per label value or NDVI > 0.6)")
-    ax.legend(fontsize=5.5, ncol=2)
-
-    centres = 0.5 * (SAR_BINS[1:] + SAR_BINS[:-1])
-    for k, pol in enumerate(("vv", "vh")):
-        ax = axes[0, 1 + k]
-        for name, d in datasets.items():
-            for cname, c in d["summary"]["per_class"].items():
-                hist = c.get(f"{pol}_hist")
-                if not hist or sum(hist) == 0:
-                    continue
-                colour = _class_colour(cname) if name == "synthetic" else colours[name]
-                ax.plot(
-                    centres,
-                    np.asarray(hist, float) / sum(hist),
-                    styles[name],
-                    color=colour,
-                    lw=1.3,
-                    label=f"{name}: {cname}",
-                )
-        ax.set_xlabel(f"{pol.upper()} sigma0 (dB, 5x5 boxcar)")
-        ax.set_ylabel("fraction of class-interior pixels")
-        ax.set_title(f"({'bc'[k]}) {pol.upper()} per class")
-        ax.legend(fontsize=5.5, ncol=2)
-
-    ax = axes[1, 0]
-    keys = ("fisher_vegetation_vv", "fisher_vegetation_vh", "fisher_all_vv", "fisher_all_vh")
-    labels = ("vegetation VV", "vegetation VH", "all VV", "all VH")
-    width = 0.8 / max(len(names), 1)
-    for i, (name, d) in enumerate(datasets.items()):
-        for k, key in enumerate(keys):
-            values = [p[key] for p in d["per_patch"] if p.get(key) is not None]
-            if values:
-                pos = k + (i - (len(names) - 1) / 2) * width
-                ax.scatter(
-                    np.full(len(values), pos),
-                    values,
-                    s=8,
-                    color=colours[name],
-                    label=name if k == 0 else None,
-                )
-    ax.axhline(TARGETS["fisher_vegetation"]["max_median"], color="k", ls="--", lw=0.8)
-    ax.set_xticks(range(len(keys)), labels)
-    ax.set_yscale("symlog", linthresh=0.1)
-    ax.set_ylim(bottom=0.0)
-    ax.set_ylabel("between / within class variance")
-    ax.set_title("(d) SAR Fisher ratio per patch (dashed: target 0.3, vegetation)")
-    ax.legend(fontsize=7)
-
-    ax = axes[1, 1]
-    for i, (name, d) in enumerate(datasets.items()):
-        within = [
-            c["corr_vh_b8"]
-            for p in d["per_patch"]
-            for c in p["per_class"].values()
-            if c.get("corr_vh_b8") is not None
-        ]
-        whole = [p["corr_vh_ndvi"] for p in d["per_patch"] if p.get("corr_vh_ndvi") is not None]
-        if within:
-            ax.scatter(np.full(len(within), i - 0.15), within, s=8, color=colours[name])
-        if whole:
-            ax.scatter(np.full(len(whole), i + 0.15), whole, s=14, marker="^", color=colours[name])
-    bound = TARGETS["within_class_corr_vh_b8"]["max_abs_pooled"]
-    ax.axhspan(-bound, bound, color="0.92", zorder=0)
-    ax.set_xticks(range(len(names)), names, fontsize=7)
-    ax.set_ylim(-1, 1)
-    ax.set_ylabel("Pearson r")
-    ax.set_title("(e) corr(VH, B8) within class per patch (o), corr(VH, NDVI) per patch (^)")
-
-    ax = axes[1, 2]
-    ocentres = 0.5 * (OPACITY_BINS[1:] + OPACITY_BINS[:-1])
-    for name, d in datasets.items():
-        for key, style, what in (
-            ("opacity_hist", "-", "true"),
-            ("apparent_opacity_hist", ":", "apparent (B2)"),
-        ):
-            hist = d["summary"].get(key)
-            if hist and sum(hist):
-                ax.plot(
-                    ocentres,
-                    np.asarray(hist, float) / sum(hist),
-                    style,
-                    color=colours[name],
-                    label=f"{name} {what}",
-                )
-    from tdpcr.data.clouds import CLOUD_THRESHOLD
-
-    ax.axvline(CLOUD_THRESHOLD, color="k", ls="--", lw=0.8, label="mask threshold")
-    ax.set_yscale("log")
-    ax.set_xlabel("cloud opacity")
-    ax.set_ylabel("fraction of pixels")
-    diff = report["difficulty"]
-    text = (
-        f"Direct mIoU ratios, paper: SAR/clear {diff['paper_sar_over_clear']:.2f}, "
-        f"cloudy/clear {diff['paper_cloudy_over_clear']:.2f}"
-    )
-    if "sar_over_clear" in diff or "cloudy_over_clear" in diff:
-        ours = ", ".join(
-            f"{k}/clear {diff[f'{k}_over_clear']:.2f}"
-            for k in ("sar", "cloudy")
-            if f"{k}_over_clear" in diff
-        )
-        text += f"\nours: {ours}"
-    ax.set_title("(f) cloud opacity: true (synthetic), apparent from B2 (all)")
-    ax.text(0.98, 0.98, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
-    ax.legend(fontsize=6, loc="lower left")
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(out_png)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-_REAL_RE = re.compile(r"^(?P<kind>[a-z0-9-]+(?::[A-Za-z0-9_-]+)?)=(?P<path>.+)$")
-
-
-def run_command(args: argparse.Namespace) -> None:
-    """``tdpcr realism`` (its arguments are defined in :mod:`tdpcr.data.commands`)."""
-    from tdpcr.core.errors import ConfigError
-
-    real: list[tuple[str, Path]] = []
-    if args.realdata:
-        realdata = Path(args.realdata)
-        if realdata.is_dir():
-            real += default_real_roots(realdata)
-    for spec in args.real or []:
-        match = _REAL_RE.match(spec)
-        if match is None:
-            raise ConfigError(
-                f"--real {spec!r}: expected KIND=PATH, KIND one of {', '.join(REAL_KINDS)}"
-            )
-        real.append((match["kind"], Path(match["path"])))
-    evals = {
-        key: Path(path)
-        for key, path in (
-            ("clear", args.eval_clear),
-            ("cloudy", args.eval_cloudy),
-            ("sar", args.eval_sar),
-        )
-        if path
-    }
-    report = write_realism_report(
-        Path(args.synthetic), real, Path(args.out), Path(args.figure), evals
-    )
-    print(
-        json.dumps(
-            {"within_targets": report["within_targets"], "difficulty": report["difficulty"]},
-            indent=2,
-        )
-    )

@@ -1,4 +1,8 @@
-"""Clouds and cloud shadows over a clear Sentinel-2 scene, with a controlled cloud cover.
+"""Stage 4 of a synthetic scene: clouds, cloud shadows and the atmosphere between the dates.
+
+Clouds and cloud shadows over a clear Sentinel-2 scene, with a controlled cloud cover; and the
+small per-band gain and offset by which date t1's atmosphere and calibration differ from t0's
+(:func:`atmosphere_change`).
 
 The cloud *shapes* come from ``satellite-cloud-generator`` 0.4 (Czerkawski et al. 2023,
 import name ``satellite_cloud_generator``): its multi-octave Perlin noise, the product of
@@ -452,3 +456,26 @@ def apply_cloud_layer(clear: np.ndarray, layer: CloudLayer) -> np.ndarray:
         np.clip(x, 0, np.iinfo(clear.dtype).max, out=x)
         out[b] = x
     return out
+
+
+#: Between-date atmosphere: s.d. of the per-band TOA offset (path radiance, largest in the
+#: blue where aerosol scatters most) and of the per-band gain; B9 varies with water vapour.
+_GAP_OFFSET_SD = np.array(
+    [0.008, 0.006, 0.004, 0.003, 0.002, 0.001, 0.001, 0.001, 0.001, 0.002, 0.0003, 0.001, 0.001],
+    dtype=np.float32,
+)
+_GAP_GAIN_SD = np.array(
+    [0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.06, 0.01, 0.01, 0.01],
+    dtype=np.float32,
+)
+
+
+def atmosphere_change(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band gain and offset of date t1's TOA reflectance against t0's (float64, 13 bands).
+
+    The gain is 1 + a scene-wide term (s.d. 1.5 %) + a per-band term (B9's largest: water
+    vapour); the offset is largest in the blue (aerosol path radiance).
+    """
+    gain = 1.0 + rng.normal(0.0, 0.015) + rng.normal(0.0, _GAP_GAIN_SD)
+    offset = rng.normal(0.0, _GAP_OFFSET_SD)
+    return gain, offset
