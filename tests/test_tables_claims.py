@@ -207,7 +207,7 @@ def test_tables_have_their_rows_columns_intervals_and_paper_values_apart(tmp_pat
                 assert value == pytest.approx(evaluation["metrics"][metric], abs=1e-4)
                 low, high = float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"])
                 assert low <= value + 1e-4 and value - 1e-4 <= high and low < high, metric
-    t1 = {spec_row.key: r for r, spec_row in zip(tables["table1"], TABLES["table1"].rows)}
+    t1 = {row.key: r for r, row in zip(tables["table1"], TABLES["table1"].rows, strict=True)}
     for key, (params, flops) in PAPER_COMPLEXITY.items():
         assert (float(t1[key]["paper_params_M"]), float(t1[key]["paper_flops_G"])) == (
             params,

@@ -42,15 +42,16 @@ def trained(tiny_config: dict, scene_store: Path, tmp_path_factory) -> tuple[Pat
     uri = f"sqlite:///{root / 'mlflow.db'}"
     init_store(uri)
     tracker_args = (True, uri, tiny_config["name"])
-    order = sorted(VARIANTS, key=lambda name: VARIANTS[name].init_from is not None)
+    order = sorted(VARIANTS, key=lambda name: bool(VARIANTS[name].parents))
     for name in order:
-        init = VARIANTS[name].init_from
+        init, teacher = VARIANTS[name].init_from, VARIANTS[name].teacher
         train_variant(
             tiny_config,
             name,
             scene_store,
             root / name,
             init_dir=root / init if init else None,
+            teacher_dir=root / teacher if teacher else None,
             threads=1,
             progress=False,
             tracker=Tracker(*tracker_args),
