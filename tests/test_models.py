@@ -338,14 +338,14 @@ def test_segformer_default_is_b0_sized() -> None:
 
 
 def test_create_model_and_list_models() -> None:
-    assert list_models() == ["dsen2cr", "segformer", "tdpcr"]
+    assert list_models() == ["dsen2cr", "emrdm", "segformer", "tdpcr"]
     model = create_model("tdpcr", **TINY, num_classes=4)
     assert isinstance(model, TDPCR) and model.num_classes == 4
     assert isinstance(create_model("dsen2cr", features=8, num_blocks=1), DSen2CR)
 
 
 def test_create_model_unknown_name() -> None:
-    with pytest.raises(ValueError, match="unknown model 'unet'.*dsen2cr, segformer, tdpcr"):
+    with pytest.raises(ValueError, match="unknown model 'unet'.*dsen2cr, emrdm, segformer, tdpcr"):
         create_model("unet")
 
 

@@ -38,6 +38,12 @@ def _dsen2cr() -> type[nn.Module]:
     return DSen2CR
 
 
+def _emrdm() -> type[nn.Module]:
+    from tdpcr.models.emrdm import EMRDM
+
+    return EMRDM
+
+
 def _segformer() -> type[nn.Module]:
     from tdpcr.models.segformer import SegFormer
 
@@ -48,6 +54,7 @@ def _segformer() -> type[nn.Module]:
 _CLASSES: dict[str, Callable[[], type[nn.Module]]] = {
     "tdpcr": _tdpcr,
     "dsen2cr": _dsen2cr,
+    "emrdm": _emrdm,
     "segformer": _segformer,
 }
 
@@ -69,9 +76,11 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with ``kwargs`` passed to its constructor.
 
     Names: ``tdpcr`` (TDPCR; ``num_classes=None`` for cloud removal only), ``dsen2cr``
-    (DSen2CR), ``segformer`` (SegFormer). Raises ValueError for an unknown name,
-    :class:`ModelTooLarge` (a ValueError) for weights beyond the machine's memory, counted
-    before anything is allocated, and TypeError (naming the model) for an unknown keyword.
+    (DSen2CR), ``emrdm`` (EMRDM, a diffusion model: ``forward`` runs its seeded sampler and
+    training goes through its ``training_loss``), ``segformer`` (SegFormer). Raises
+    ValueError for an unknown name, :class:`ModelTooLarge` (a ValueError) for weights beyond
+    the machine's memory, counted before anything is allocated, and TypeError (naming the
+    model) for an unknown keyword.
     """
     check_model_fits(name, kwargs, "inference")
     return _build(name, kwargs)
