@@ -54,8 +54,8 @@ class EMRDM(nn.Module):
     """EMRDM cloud removal: mean-reverting diffusion around the cloudy image, EDM-style.
 
     Defaults are the published SEN12MS-CR configuration (39,133,515 parameters). The denoiser
-    works on multiples of ``2 ** (len(widths) - 1)`` (8 by default); other sizes are padded
-    (edge replication) and the result cropped.
+    works on multiples of ``patch_size * 2 ** (len(widths) - 1)`` (8 by default); other sizes
+    are padded (edge replication) and the result cropped.
 
     ``forward`` samples with a local generator seeded by ``seed``: for a given seed the same
     inputs give the same output whatever the global RNG state (in eval mode; in train mode the
@@ -81,6 +81,7 @@ class EMRDM(nn.Module):
         mapping_depth: int = 2,
         mapping_dropout: float = 0.1,
         rope_reference_size: int = 256,
+        patch_size: int = 1,
         alpha: float = 3.0,
         sigma_data: float = 1.0,
         sigma_mu: float = 1.0,
@@ -128,6 +129,7 @@ class EMRDM(nn.Module):
             mapping_depth=mapping_depth,
             mapping_dropout=mapping_dropout,
             rope_reference_size=rope_reference_size,
+            patch_size=patch_size,
         )
 
     # --- the process -------------------------------------------------------------------
@@ -291,13 +293,11 @@ def macs_per_evaluation(
 
     Runs one traced forward pass in eval mode (seconds at 256^2 for the paper size).
     """
-    from fvcore.nn import FlopCountAnalysis
-
     denoiser = model.denoiser if isinstance(model, EMRDM) else model
     was_training = denoiser.training
     denoiser.eval()
     param = next(denoiser.parameters())
-    x = torch.zeros(1, denoiser.patch_in.in_features, height, width, dtype=param.dtype)
+    x = torch.zeros(1, denoiser.in_channels, height, width, dtype=param.dtype)
     inputs = (x.to(param.device), torch.ones(1, dtype=param.dtype, device=param.device))
     attention: dict[str, int] = {}
 
@@ -318,7 +318,11 @@ def macs_per_evaluation(
     fv_logger.setLevel(logging.ERROR)
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shapes read as constants
+            # fvcore's import warns about TorchScript's deprecation, the tracer about shapes
+            # read as constants; neither matters for counting.
+            warnings.simplefilter("ignore")
+            from fvcore.nn import FlopCountAnalysis
+
             analysis = FlopCountAnalysis(denoiser, inputs)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             fvcore_total = int(analysis.total())
