@@ -44,15 +44,16 @@ def _inputs(height: int, width: int, batch: int = 2) -> tuple[torch.Tensor, torc
 def _randomise_output_layer(model: EMRDM) -> None:
     """Give the zero-initialised last layer weights, so the network output is not zero."""
     with torch.no_grad():
-        model.denoiser.patch_out.weight.normal_(0, 0.1)
+        model.denoiser.patch_out.proj.weight.normal_(0, 0.1)
 
 
-@pytest.mark.parametrize("size", [(64, 64), (20, 28)])
-def test_output_shape(size: tuple[int, int]) -> None:
-    # 20 x 28 is not a multiple of 8: padded internally and cropped back.
+@pytest.mark.parametrize(("size", "patch_size"), [((64, 64), 1), ((20, 28), 1), ((24, 40), 2)])
+def test_output_shape(size: tuple[int, int], patch_size: int) -> None:
+    # 20 x 28 is not a multiple of 8: padded internally and cropped back; with 2 x 2 patches
+    # the multiple is 16.
     optical, sar = _inputs(*size)
     with torch.inference_mode():
-        out = _tiny()(optical, sar)
+        out = _tiny(patch_size=patch_size)(optical, sar)
     assert list(out) == ["image"]
     assert out["image"].shape == optical.shape
     assert torch.isfinite(out["image"]).all()
@@ -95,11 +96,14 @@ def test_sampler_schedule_and_final_step() -> None:
     torch.testing.assert_close(out, clear, atol=1e-5, rtol=0)
 
 
-def test_neighbourhood_attention_matches_brute_force() -> None:
+@pytest.mark.parametrize("tile", [8, 3, 2])
+def test_neighbourhood_attention_matches_brute_force(tile: int) -> None:
+    # Tile 8 covers the 9 x 11 map in padded tiles whose halo is the whole map; tiles 2 and 3
+    # have halos smaller than the map, clamped at the borders.
     g = torch.Generator().manual_seed(0)
     height, width, kernel = 9, 11, 7
     q, k, v = (torch.randn(2, 3, height, width, 8, generator=g, dtype=torch.float64) for _ in "qkv")
-    out = neighbourhood_attention(q, k, v, kernel)
+    out = neighbourhood_attention(q, k, v, kernel, tile=tile)
     ref = torch.empty_like(out)
     for i in range(height):
         for j in range(width):
@@ -138,15 +142,15 @@ def test_training_step() -> None:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(grad).all() for grad in grads)
     # Zero-initialised residual ends: only the output layer has a gradient at step one.
-    assert model.denoiser.patch_out.weight.grad.abs().sum() > 0
+    assert model.denoiser.patch_out.proj.weight.grad.abs().sum() > 0
     optimizer.step()
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
-    assert "denoiser.patch_out.weight" in changed
+    assert "denoiser.patch_out.proj.weight" in changed
     # The global RNG drives the loss's noise: the same seed gives the same loss.
     fresh = _tiny().train()
     torch.manual_seed(0)
     again, _ = fresh.training_loss(optical, sar, clear)
-    assert float(again) == pytest.approx(parts["loss"])
+    assert again.item() == pytest.approx(parts["loss"])
 
 
 def test_preconditioning_identity_at_zero_noise() -> None:
@@ -176,13 +180,13 @@ def test_preconditioning_identity_at_zero_noise() -> None:
 
 def test_macs_per_evaluation() -> None:
     model = _tiny()
-    macs = macs_per_evaluation(model, 32, 32)
+    macs = macs_per_evaluation(model, 16, 16)
     assert 0 < macs["table1"] < macs["fvcore"] < macs["full"]
     assert macs["full"] == macs["fvcore"] + macs["attention"]
     assert macs["full_per_image"] == 5 * macs["full"]
     # Attention, by hand: per level one layer down, one up (middle: one), 2 heads of 16 at
     # level 1... d_head 16 throughout, heads = width / 16.
-    expected = 2 * neighbourhood_attention_macs((1, 1, 32, 32, 16), 7)  # level 0, down + up
-    expected += 2 * neighbourhood_attention_macs((1, 2, 16, 16, 16), 7)  # level 1
-    expected += global_attention_macs((1, 3, 8, 8, 16))  # middle
+    expected = 2 * neighbourhood_attention_macs((1, 1, 16, 16, 16), 7)  # level 0, down + up
+    expected += 2 * neighbourhood_attention_macs((1, 2, 8, 8, 16), 7)  # level 1
+    expected += global_attention_macs((1, 3, 4, 4, 16))  # middle
     assert macs["attention"] == expected
