@@ -376,7 +376,7 @@ class FeedForwardBlock(nn.Module):
     Shapes: x (B, H, W, C), cond (B, cond_features) -> (B, H, W, C).
     """
 
-    def __init__(self, features: int, d_ff: int, cond_features: int, dropout: float = 0.0):
+    def __init__(self, features: int, d_ff: int, cond_features: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm = AdaRMSNorm(features, cond_features)
         self.up_proj = LinearGEGLU(features, d_ff)
