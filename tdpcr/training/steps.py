@@ -55,8 +55,8 @@ def compute_loss(
     variant: Variant, out: Mapping[str, Any], batch: Mapping[str, Any], train: Mapping[str, Any]
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The variant's loss and its parts (for logging); ``train`` is the config's section."""
-    if variant.loss == "edm":
-        return out["loss"], {"edm": float(out["loss"].detach())}
+    if variant.loss == "edm":  # EMRDM's forward computed it (it draws sigma and the noise)
+        return out["loss"], {"edm": float(out["loss"].detach()), "l2": float(out["l2"])}
     if variant.loss == "l1":
         return l1_loss(out["image"], batch["s2_clear"])
     if variant.loss == "hpncr":

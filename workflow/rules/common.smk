@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from tdpcr.core.config import coerce_strings, read_config_file, validate_config
+from tdpcr.core.hardware import cpu_share_threads
 from tdpcr.core.errors import ConfigError
 from tdpcr.tracking import resolve_uri
 from tdpcr.training.variants import VARIANTS
@@ -25,6 +26,18 @@ except ConfigError as err:
 validate(config, schema="../../tdpcr/schemas/config.schema.yaml")
 
 LOGS = "results/logs"
+
+
+def job_threads(wildcards, threads):
+    """Torch threads of a training or evaluation job: its share of the CPUs behind its slots.
+
+    `--cores 8` on a 2-CPU machine lets two 4-slot jobs run side by side; each then runs one
+    thread instead of two fighting over both CPUs (tdpcr.core.hardware.cpu_share_threads). A
+    cluster job's allocation is its own (SLURM gives it `threads` CPUs): nothing to share.
+    """
+    if not workflow.local_exec:
+        return threads
+    return cpu_share_threads(threads, getattr(workflow, "_cores", None))
 
 
 def argv(items):

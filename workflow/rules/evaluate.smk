@@ -24,11 +24,12 @@ rule evaluate:
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
     params:
+        cpu_threads=job_threads,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr evaluate --config {input.config:q} --method {wildcards.method:q}"
         " --store {input.store:q} --models results/models --out {output:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --threads {params.cpu_threads:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -83,11 +84,12 @@ rule figures:
         gpu=1,
         mem_mb=config["train"]["mem_mb"],
     params:
+        cpu_threads=job_threads,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr figures --config {input.config:q} --store {input.store:q} --models results/models"
         " --fig3 {output.fig3:q} --fig4 {output.fig4:q} --fig5 {output.fig5:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --threads {params.cpu_threads:q} > {log:q} 2>&1"
 
 
 rule training_curves:

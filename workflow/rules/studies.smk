@@ -26,12 +26,13 @@ rule sweep_phase2_train:
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
     params:
+        cpu_threads=job_threads,
         sets=sweep_sets,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr train --config {input.config:q} --variant tdpcr-full --store {input.store:q}"
         " --out results/sweeps/phase2/{wildcards.point:q}/tdpcr-full --init results/models/tdpcr-cr"
-        " {params.sets:q} --threads {threads} --quiet > {log:q} 2>&1"
+        " {params.sets:q} --threads {params.cpu_threads:q} --quiet > {log:q} 2>&1"
 
 
 rule sweep_phase2_evaluate:
@@ -48,10 +49,12 @@ rule sweep_phase2_evaluate:
     conda:
         "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
+    params:
+        cpu_threads=job_threads,
     shell:
         "tdpcr evaluate --config {input.config:q} --method tdpcr-full --store {input.store:q}"
         " --models results/sweeps/phase2/{wildcards.point:q} --split val --out {output:q}"
-        " --threads {threads} --no-tracking > {log:q} 2>&1"
+        " --threads {params.cpu_threads:q} --no-tracking > {log:q} 2>&1"
 
 
 rule sweep_phase2:
@@ -93,12 +96,13 @@ rule seed_train:
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
     params:
+        cpu_threads=job_threads,
         init=init_option,
         config_digest=config_digest(*MODEL_SECTIONS),
     shell:
         "tdpcr train --config {input.config:q} --variant {wildcards.variant:q} --store {input.store:q}"
         " --out results/seeds/seed{wildcards.seed:q}/models/{wildcards.variant:q} {params.init:q}"
-        " --set train.seed={wildcards.seed:q} --threads {threads} --quiet > {log:q} 2>&1"
+        " --set train.seed={wildcards.seed:q} --threads {params.cpu_threads:q} --quiet > {log:q} 2>&1"
 
 
 rule seed_evaluate:
@@ -116,10 +120,12 @@ rule seed_evaluate:
     conda:
         "../../envs/tdpcr.yaml"
     threads: config["train"]["threads"]
+    params:
+        cpu_threads=job_threads,
     shell:
         "tdpcr evaluate --config {input.config:q} --method {wildcards.method:q}"
         " --store {input.store:q} --models results/seeds/seed{wildcards.seed:q}/models"
-        " --out {output:q} --threads {threads} --no-tracking > {log:q} 2>&1"
+        " --out {output:q} --threads {params.cpu_threads:q} --no-tracking > {log:q} 2>&1"
 
 
 rule seed_table:

@@ -41,10 +41,11 @@ rule train:
         runtime=config["train"]["runtime_minutes"],
         mem_mb=config["train"]["mem_mb"],
     params:
+        cpu_threads=job_threads,
         config_digest=config_digest(*MODEL_SECTIONS),
         init=init_option,
         launcher=train_launcher,
     shell:
         "{params.launcher:q} tdpcr train --config {input.config:q} --variant {wildcards.variant:q}"
         " --store {input.store:q} --out results/models/{wildcards.variant:q} {params.init:q}"
-        " --threads {threads} --quiet > {log:q} 2>&1"
+        " --threads {params.cpu_threads:q} --quiet > {log:q} 2>&1"
