@@ -22,6 +22,10 @@ EXPECTED_ROWS = [
     ("tdpcr", "cr-only"),
     ("tdpcr", "full"),
     ("dsen2cr", "cr"),
+    ("glfcr", "cr"),
+    ("hpncr", "cr"),
+    ("emrdm", "per-evaluation"),
+    ("cloudseg", "multi-task"),
     ("segformer", "optical-13"),
     ("segformer", "sar-2"),
 ]
@@ -37,7 +41,7 @@ def test_write_complexity_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames or ()) == complexity.COLUMNS
         rows = list(reader)
-    assert len(rows) == len(returned) == 10
+    assert len(rows) == len(returned) == 18
     keys = [(r["model"], r["variant"], r["size"]) for r in rows]
     assert keys == [(m, v, s) for s in ("configured", "paper") for m, v in EXPECTED_ROWS]
 
@@ -46,12 +50,27 @@ def test_write_complexity_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert int(r["params"]) > 0 and int(r["macs"]) > 0
         assert float(r["macs_G"]) == pytest.approx(int(r["macs"]) / 1e9, abs=1e-4)
         assert float(r["flops_G"]) == pytest.approx(2 * int(r["macs"]) / 1e9, abs=1e-4)
+        # Every product counted, and the cost of a whole image (EMRDM: its 5 evaluations).
+        evaluations = 5 if r["model"] == "emrdm" else 1
+        assert int(r["evaluations"]) == evaluations
+        assert float(r["macs_G_full"]) >= float(r["macs_G"])
+        if r["model"] != "emrdm":
+            assert r["macs_G_full"] == r["macs_G"]
+        assert float(r["macs_G_per_image"]) == pytest.approx(
+            evaluations * float(r["macs_G_full"]), abs=1e-3
+        )
         if r["size"] == "configured" or r["model"] == "segformer":
             assert r["paper_params_M"] == r["paper_flops_G"] == ""
     assert by_key[("tdpcr", "cr-only", "paper")]["paper_params_M"] == "5.92"
     assert by_key[("tdpcr", "cr-only", "paper")]["paper_flops_G"] == "34.3"
     assert by_key[("tdpcr", "full", "paper")]["paper_flops_G"] == "38.2"
     assert by_key[("dsen2cr", "cr", "paper")]["paper_flops_G"] == "1241.2"
+    assert by_key[("glfcr", "cr", "paper")]["paper_flops_G"] == "249.7"
+    assert by_key[("emrdm", "per-evaluation", "paper")]["paper_params_M"] == "39.13"
+    assert by_key[("cloudseg", "multi-task", "paper")]["paper_flops_G"] == "105.9"
+    # EMRDM's attention is invisible to fvcore: the full count adds it.
+    emrdm = by_key[("emrdm", "per-evaluation", "configured")]
+    assert float(emrdm["macs_G_full"]) > float(emrdm["macs_G"])
     # The head adds parameters and MACs; SAR input is cheaper than 13 bands for SegFormer.
     cr, full = by_key[("tdpcr", "cr-only", "configured")], by_key[("tdpcr", "full", "configured")]
     assert int(full["params"]) > int(cr["params"])
