@@ -6,6 +6,7 @@ with a known output where a property of the engine, not of a model, is checked.
 
 from __future__ import annotations
 
+import json
 import logging
 import tracemalloc
 import warnings
@@ -53,6 +54,17 @@ def _save(folder: Path, name: str, kwargs: dict, variant: str, model: nn.Module 
     return save_checkpoint(folder, model, CheckpointMeta(name, kwargs, variant, 0))
 
 
+#: The tiny config's model sizes (config/tiny.yaml), not a copy of them.
+TINY_MODELS: dict = shipped_config("tiny")["models"]
+#: Each baseline's extra constructor arguments beside its sizes.
+BASELINES: dict[str, dict] = {
+    "glfcr": {},
+    "hpncr": {},
+    "emrdm": {},
+    "cloudseg": {"num_classes": len(CLASS_NAMES)},
+}
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny TDP-CR Full, TDP-CR CR-only, DSen2-CR and a (stand-in) SegFormer checkpoint."""
@@ -63,6 +75,11 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "full": _save(root / "tdpcr-full", "tdpcr", full, "tdpcr-full"),
         "cr": _save(root / "tdpcr-cr", "tdpcr", cr, "tdpcr-cr"),
         "dsen2cr": _save(root / "dsen2cr", "dsen2cr", {"features": 8, "num_blocks": 1}, "dsen2cr"),
+        # The published baselines at the tiny config's sizes (CloudSeg also segments).
+        **{
+            name: _save(root / name, name, dict(TINY_MODELS[name], **extra), name)
+            for name, extra in BASELINES.items()
+        },
         # Only meta.json decides the refusal; the weights need not be a real SegFormer.
         "segformer": _save(
             root / "segformer-clear",
@@ -520,3 +537,31 @@ def test_real_sen12mscr_triplet_keeps_its_georeferencing(
             assert dst.shape == shape
     image, _ = read(out / "cloudfree.tif")
     assert image.min() >= 1 and image.dtype == np.uint16
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (REALDATA / "sen12ms-cr-flat").exists(), reason="realdata absent")
+@pytest.mark.parametrize("name", ["dsen2cr", *BASELINES])
+def test_every_reconstruction_model_predicts_the_real_triplet(
+    tmp_path: Path, checkpoints: dict[str, Path], name: str
+) -> None:
+    root = REALDATA / "sen12ms-cr-flat"
+    optical, sar = root / "s2_cloudy" / SEN12MSCR_PATCH, root / "s1" / SEN12MSCR_PATCH
+    out = tmp_path / name
+    predict_scene(optical, sar, checkpoints[name], out, PredictOptions(progress=False))
+    with rasterio.open(optical) as src:
+        crs, transform, shape = src.crs, src.transform, src.shape
+    # Land cover only from a model with a segmentation head; PGF bands only from TDP-CR.
+    segments = name == "cloudseg"
+    assert (out / "landcover.tif").exists() == segments
+    for tif in ("cloudfree.tif", "quality.tif", *(["landcover.tif"] if segments else [])):
+        with rasterio.open(out / tif) as dst:
+            assert (dst.crs, dst.transform, dst.shape) == (crs, transform, shape), tif
+            assert dst.profile.get("tiled") or dst.block_shapes[0][0] < shape[0]  # a COG
+    with rasterio.open(out / "quality.tif") as quality:
+        assert quality.descriptions == ("reflectance_change",)
+    item = json.loads((out / "item.json").read_text())
+    assert (item["properties"]["tdpcr:model"], item["properties"]["tdpcr:variant"]) == (name, name)
+    assert ("landcover" in item["assets"]) == segments
+    image, _ = read(out / "cloudfree.tif")
+    assert image.dtype == np.uint16 and image.max() > 0

@@ -65,7 +65,7 @@ def write_workdir(workdir: Path, config: dict) -> Path:
 
 def slurm_args(workdir: Path, *targets: str) -> list[str]:
     # --max-threads: rules may ask for more threads than this one node has CPUs (the default
-    # train.threads is 8) and sbatch refuses such jobs; cap them at the node's size, as
+    # train.threads is 4) and sbatch refuses such jobs; cap them at the node's size, as
     # --cores 2 does for the local executor.
     cpus = len(os.sched_getaffinity(0))
     return snakemake_command(
