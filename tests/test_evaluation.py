@@ -47,10 +47,16 @@ TRAINED = (
     "tdpcr-cr",
     "tdpcr-full",
     "dsen2cr",
+    "glfcr",
+    "hpncr",
+    "emrdm",
+    "cloudseg",
     "segformer-clear",
     "segformer-cloudy",
     "segformer-sar",
 )
+#: Trained first: the teacher CloudSeg's student learns from (not itself in a figure).
+TEACHERS = ("cloudseg-teacher",)
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +74,15 @@ def trained(scene_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
     config["tracking"]["uri"] = uri
     config = validate_config(config)
     init_store(uri)
-    for name in TRAINED:
-        init = VARIANTS[name].init_from
+    for name in (*TEACHERS, *TRAINED):
+        init, teacher = VARIANTS[name].init_from, VARIANTS[name].teacher
         train_variant(
             config,
             name,
             scene_store,
             root / name,
             init_dir=root / init if init else None,
+            teacher_dir=root / teacher if teacher else None,
             threads=1,
             progress=False,
             tracker=Tracker(True, uri, config["name"]),

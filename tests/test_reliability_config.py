@@ -160,7 +160,11 @@ def test_a_config_file_over_the_size_bound_is_refused_before_parsing(tmp_path: P
 @pytest.mark.parametrize(
     ("replace", "key", "lines"),
     [
-        ({"  lr: 0.001": "  lr: 0.001\n  batch_size: 3"}, "train.batch_size", "lines 27 and 30"),
+        (
+            {"  lr: 0.001": "  lr: 0.001\n  batch_size: 3"},
+            "train.batch_size",
+            "lines 36 and 39",
+        ),
         ({"scenes: 5,": "scenes: 5, scenes: 6,"}, "synthetic.scenes", "line 7"),
         (
             {"  dsen2cr: {features: 8, num_blocks: 1}": "  dsen2cr: {features: 8}\n  dsen2cr: {}"},
