@@ -60,6 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SegformerConfig, SegformerModel
 
+from tdpcr.models.inputs import check_paired_inputs
+
 #: Input bands of the published cross-modal stream's (never run) stage 1: smp's default of 3.
 UPSTREAM_CROSS_IN_CHANNELS = 3
 
@@ -432,18 +434,9 @@ class CloudSeg(nn.Module):
             self.unused.requires_grad_(False)
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor) -> dict[str, torch.Tensor]:
-        b, _, h, w = optical.shape
-        d = self.size_divisor
-        if h % d or w % d:
-            raise ValueError(
-                f"CloudSeg input height and width must be divisible by {d} (the encoder's "
-                f"total stride), got {h}x{w}; crop or pad the input"
-            )
-        if sar.shape[0] != b or sar.shape[-2:] != optical.shape[-2:]:
-            raise ValueError(
-                f"optical {tuple(optical.shape)} and SAR {tuple(sar.shape)} must share "
-                "batch size, height and width"
-            )
+        check_paired_inputs(
+            "CloudSeg", optical, sar, self.size_divisor, "the encoder's total stride"
+        )
         opt, sar_x = self.opt_encoder[0](optical), self.sar_encoder[0](sar)
         opt, sar_x, cross = self.fuse[0](opt, sar_x)
         opt_feats, cross_feats = [opt], [cross]

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdpcr.models.inputs import check_paired_inputs
 from tdpcr.models.nafnet import naf_downsample, naf_stage, naf_upsample, zero_init_
 
 PGFMode = Literal["both", "global", "local"]
@@ -363,18 +364,10 @@ class TDPCR(nn.Module):
         return_prompt: bool = False,
         return_weights: bool = False,
     ) -> dict[str, torch.Tensor | list[torch.Tensor] | None]:
-        b, _, h, w = optical.shape
-        d = self.size_divisor
-        if h % d or w % d:
-            raise ValueError(
-                f"TDP-CR input height and width must be divisible by {d} "
-                f"(2 ** {self.num_stages} stages), got {h}x{w}; crop or pad the input"
-            )
-        if sar.shape[0] != b or sar.shape[-2:] != optical.shape[-2:]:
-            raise ValueError(
-                f"optical {tuple(optical.shape)} and SAR {tuple(sar.shape)} must share "
-                "batch size, height and width"
-            )
+        check_paired_inputs(
+            "TDP-CR", optical, sar, self.size_divisor, f"2 ** {self.num_stages} stages"
+        )
+        h, w = optical.shape[-2:]
 
         prompt = self.prompt_generator(optical) if self.prompt_generator is not None else None
 
