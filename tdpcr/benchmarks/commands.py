@@ -94,17 +94,31 @@ def parse_side(text: str) -> tuple[str, dict]:
 
 
 def _cmd_predict_tile(args: argparse.Namespace) -> None:
-    from tdpcr.benchmarks.predict_tile import TODAY, product_options, run_predict_tile_benchmark
+    from tdpcr.benchmarks.predict_tile import (
+        PREVIOUS,
+        TODAY,
+        product_options,
+        run_predict_tile_benchmark,
+    )
     from tdpcr.core.config import load_config, shipped_config
+    from tdpcr.core.errors import TdpcrError
 
     config = load_config(Path(args.config))
     models = shipped_config(args.model_size)["models"] if args.model_size else config["models"]
     product = product_options(config["predict"])
-    sides = {"today": {**TODAY, "window": product["window"], "overlap": product["overlap"]}}
+    sides = {"today": dict(TODAY), "previous": dict(PREVIOUS)}
     for text in args.side:
         name, options = parse_side(text)
         sides[name] = {**product, **options}
     sides["product"] = product
+    guard = None
+    if args.guard_checkpoint:
+        from tdpcr.benchmarks.guard import first_test_scene
+
+        if not (args.guard_store and args.guard_scenes):
+            raise TdpcrError("--guard-checkpoint: needs --guard-store and --guard-scenes")
+        scene = first_test_scene(Path(args.guard_store), Path(args.guard_scenes))
+        guard = (Path(args.guard_checkpoint), scene)
     _print(
         run_predict_tile_benchmark(
             Path(args.out),
@@ -112,9 +126,10 @@ def _cmd_predict_tile(args: argparse.Namespace) -> None:
             model_kwargs=models["tdpcr"],
             sides=sides,
             tile_width=config["bench"]["tile_width"],
-            strip_heights=tuple(config["bench"]["tile_strip_heights"]),
+            strip_rows=tuple(config["bench"]["tile_strip_rows"]),
             seed=config["bench"]["seed"],
             repeats=args.repeats,
+            guard=guard,
         )
     )
 
@@ -137,6 +152,12 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
         patch_size=config["tiling"]["patch_size"],
     )
     _print({k: result[k] for k in ("sides", "predict", "tile")})
+
+
+def _cmd_tile_table(args: argparse.Namespace) -> None:
+    from tdpcr.benchmarks.tile_report import update_page
+
+    print(update_page(Path(args.json), Path(args.page)))
 
 
 def register(command: CommandFactory) -> None:
@@ -237,6 +258,21 @@ def register(command: CommandFactory) -> None:
         "--workdir", default="results/bench/predict-tile-work", help="scratch (removed after)"
     )
     tile.add_argument("--repeats", type=int, default=1, help="runs per side and strip")
+    tile.add_argument(
+        "--guard-checkpoint",
+        default=None,
+        help="trained checkpoint folder: adds each side's accuracy against the reference path",
+    )
+    tile.add_argument(
+        "--guard-store",
+        default=None,
+        help="tile store whose first test-split scene the accuracy guard predicts",
+    )
+    tile.add_argument(
+        "--guard-scenes",
+        default=None,
+        help="folder of that store's scenes (each with s2_cloudy.tif, s1.tif, s2_clear.tif)",
+    )
 
     scaling = benchmark(
         "scaling",
@@ -255,4 +291,12 @@ def register(command: CommandFactory) -> None:
     scaling.add_argument("--workers", type=int, default=2, help="tiling reader threads")
     scaling.add_argument(
         "--workdir", default="results/bench/scaling-work", help="scratch (removed after)"
+    )
+
+    text = "render a whole-tile benchmark JSON as the table of a documentation page"
+    table = benchmarks.add_parser("tile-table", help=text, description=text)
+    table.set_defaults(handler=_cmd_tile_table)
+    table.add_argument("--json", required=True, help="predict_tile JSON to render")
+    table.add_argument(
+        "--page", required=True, help="Markdown page whose generated tile-table block is rewritten"
     )

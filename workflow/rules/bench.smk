@@ -74,7 +74,10 @@ rule bench_training:
 
 rule bench_predict_tile:
     input:
-        ancient(CONFIG_FILE),
+        config=ancient(CONFIG_FILE),
+        # The accuracy guard of every side runs on the trained model and a test scene.
+        model="results/models/tdpcr-full/meta.json",
+        store=tile_store(config["dataset"]),
     output:
         "results/bench/predict_tile.json",
     log:
@@ -89,9 +92,10 @@ rule bench_predict_tile:
         runtime=120,
     params:
         config_digest=config_digest("predict", "bench"),
+        guard=guard_options,
     shell:
-        "tdpcr bench predict-tile --config {input:q} --out {output:q}"
-        " --workdir results/bench/predict-tile-work > {log:q} 2>&1"
+        "tdpcr bench predict-tile --config {input.config:q} --out {output:q}"
+        " --workdir results/bench/predict-tile-work {params.guard:q} > {log:q} 2>&1"
 
 
 rule bench_scaling:

@@ -124,6 +124,21 @@ def tile_store(dataset):
     return f"results/tiles/{dataset}.zarr"
 
 
+def guard_options(wildcards, input):
+    """The whole-tile benchmark's accuracy guard: the trained TDP-CR Full on the store's
+    first test scene, where the dataset is made of scenes (synthetic); none otherwise."""
+    entry = dataset_entry(config["dataset"])
+    if entry["source"] != "synthetic":
+        return []
+    return argv(
+        [
+            "--guard-checkpoint", "results/models/tdpcr-full",
+            "--guard-store", input.store,
+            "--guard-scenes", entry["root"],
+        ]
+    )
+
+
 def source_root(wildcards):
     """Input folder of tiling: the synthetic scenes folder or the configured path."""
     return dataset_entry(wildcards.dataset)["root"]
