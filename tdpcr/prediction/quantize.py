@@ -328,4 +328,3 @@ def check_store(store: Path | None, checkpoint: str) -> Path:
             "(give --calibration-store STORE.zarr)"
         )
     return Path(store)
-
