@@ -174,7 +174,10 @@ class ModelRunner:
         t0 = time.perf_counter()
         if self.forward is None:
             self._build_int8(opt, s1)
-        with torch.inference_mode(), _autocast(self.device, self.precision):
+        # int8: no_grad, not inference_mode: under inference_mode, inductor's freezing leaves
+        # oneDNN's int8 weight prepacking to a fake-tensor pass that cannot run it.
+        grad_off = torch.no_grad() if self.precision == "int8" else torch.inference_mode()
+        with grad_off, _autocast(self.device, self.precision):
             out = self.forward(opt, s1, **kwargs)
             if derive is not None:
                 out = {**out, **derive(out, opt)}
@@ -188,6 +191,12 @@ class ModelRunner:
         graph, self.int8 = self.quantize(optical, sar)
         self.forward = graph
         if self.backend == "compile":
+            import torch._inductor.config as inductor
+
             # Freezing folds the int8 weights into prepacked oneDNN constants; without it the
-            # quantize / dequantize pairs stay around every convolution (no int8 kernels).
-            graph.graph = torch.compile(graph.graph, dynamic=False, options={"freezing": True})
+            # quantize / dequantize pairs stay around every convolution (no int8 kernels). Set
+            # process-wide: passed as a compile option, the int8 weight prepacking reached
+            # inductor's fake-tensor pass unfolded and failed (torch 2.13). Every other
+            # compile here freezes as well.
+            inductor.freezing = True
+            graph.graph = torch.compile(graph.graph, dynamic=False)
