@@ -56,6 +56,7 @@ API_MODULES: tuple[str, ...] = (
     "tdpcr.evaluation.report",
     "tdpcr.prediction.engine",
     "tdpcr.prediction.options",
+    "tdpcr.prediction.quantize",
     "tdpcr.prediction.stac",
 )
 #: Where the generated pages go, relative to ``docs/``.

@@ -43,6 +43,22 @@ def open_atomic(path: str | os.PathLike[str], newline: str | None = None) -> Ite
         raise
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file beside it (see :func:`open_atomic`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def finite_or_none(value: Any) -> Any:
     """NaN / inf -> None (JSON has no NaN); recurses into lists, tuples and dicts."""
     if isinstance(value, float) and not math.isfinite(value):

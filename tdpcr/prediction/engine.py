@@ -113,6 +113,8 @@ class Predictor:
     pgf_stages: int = 0
     prompt_degradation: bool = False
     config_hash: str = ""
+    #: The training tile store of the checkpoint (``int8`` calibrates on it), if known.
+    training_store: Path | None = None
 
     @property
     def quality_names(self) -> tuple[str, ...]:
@@ -143,8 +145,27 @@ class Predictor:
         runner = self.runner
         backend = resolve_backend(execution.backend, self.device.type, windows)
         if runner is None or runner.options != execution or runner.backend != backend:
-            self.runner = ModelRunner(self.model, self.device, execution, windows)
+            quantize = self._int8_recipe(execution) if execution.precision == "int8" else None
+            self.runner = ModelRunner(self.model, self.device, execution, windows, quantize)
         return self.runner
+
+    def _int8_recipe(self, execution: ExecutionOptions) -> Any:
+        """The int8 builder of this model (:mod:`tdpcr.prediction.quantize`), or one error."""
+        from tdpcr.prediction.quantize import INT8_MODELS, check_store, quantize_tdpcr
+
+        if self.model_name not in INT8_MODELS:
+            raise TdpcrError(
+                f"--precision int8 supports TDP-CR checkpoints only, not {self.model_name!r}"
+            )
+        given = execution.calibration_store
+        store = check_store(Path(given) if given else self.training_store, self.checkpoint)
+        folder = Path(self.checkpoint) if self.checkpoint else None
+        cache_dir = folder if folder is not None and folder.is_dir() else None
+
+        def quantize(optical: torch.Tensor, sar: torch.Tensor) -> Any:
+            return quantize_tdpcr(self.model, optical, sar, store, cache_dir)
+
+        return quantize
 
     def __call__(
         self,
@@ -271,7 +292,16 @@ def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
         pgf_stages=stages,
         prompt_degradation=bool(stages) and getattr(model, "pgf_mode", "") != "global",
         config_hash=str(meta.extra.get("config_hash", "")),
+        training_store=_training_store(folder, meta.config),
     )
+
+
+def _training_store(folder: Path, config: dict[str, Any]) -> Path | None:
+    """The checkpoint's training tile store where the workflow's layout puts it, if there."""
+    from tdpcr.prediction.quantize import default_store
+
+    store = default_store(folder, config or {})
+    return store if store is not None and store.exists() else None
 
 
 def predict_scene(

@@ -10,7 +10,11 @@ and a ``tdpcr predict`` flag:
   carries bf16's 8-bit mantissa, i.e. a step of 1/256 of the value, ~0.4 %); or ``auto`` =
   bf16 on CUDA; on a CPU
   :data:`AUTO_CPU_PRECISION` where it has native bf16 dot products (AVX-512-BF16, AMX), else
-  fp32 (without native units bf16 is emulated and slower than fp32);
+  fp32 (without native units bf16 is emulated and slower than fp32); ``int8``
+  (:mod:`tdpcr.prediction.quantize`: TDP-CR's encoder, decoder and fusion convolutions in
+  int8, calibrated on the training store; built on the first batch, compiled unless
+  ``backend`` is ``eager``, which runs the quantized graph as fp32 reference ops for checks).
+  ``auto`` never picks int8: it is outside the accuracy guard (the Benchmarks page);
 * ``channels_last``: NHWC memory format for model and inputs (oneDNN's and cuDNN's native
   layout for these convolutions);
 * ``backend``: ``eager`` or ``compile`` (``torch.compile``, inductor, static shapes, frozen
@@ -39,8 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from tdpcr.core.errors import TdpcrError
 from tdpcr.core.hardware import has_native_bf16
 from tdpcr.prediction.options import ExecutionOptions, resolve_backend
+
+#: Builds the int8 graph for a first batch: (optical, sar) -> (forward, description).
+Quantize = Callable[[torch.Tensor, torch.Tensor], tuple[Any, dict[str, Any]]]
 
 #: What ``auto`` means on a CPU with native bf16. Eager bf16 autocast measured slower than
 #: fp32 on this project's 2-core Zen 5 (the casts around every convolution cost more than the
@@ -49,7 +57,7 @@ AUTO_CPU_PRECISION = "fp32"
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for ``precision`` on ``device`` (``auto``: see the module doc)."""
+    """The precision ``precision`` runs at on ``device`` (``auto``: see the module doc)."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -78,13 +86,28 @@ class ModelRunner:
         device: torch.device,
         options: ExecutionOptions,
         windows: int | None = None,
+        quantize: Quantize | None = None,
     ) -> None:
-        """Prepare ``model``; ``windows`` (of the scene to come) lets ``backend: auto`` choose."""
+        """Prepare ``model``; ``windows`` (of the scene to come) lets ``backend: auto`` choose.
+
+        ``quantize`` builds the int8 graph (precision ``int8``, which needs it).
+        """
         options.check()
         self.device = device
         self.options = options
         self.precision = resolve_precision(options.precision, device)
         self.backend = resolve_backend(options.backend, device.type, windows)
+        self.quantize = quantize
+        #: What the int8 build did (quantized layers, calibration cache); None otherwise.
+        self.int8: dict[str, Any] | None = None
+        if self.precision == "int8":
+            if quantize is None:
+                raise TdpcrError("--precision int8: this model has no int8 recipe")
+            if device.type != "cpu":
+                raise TdpcrError("--precision int8 runs on a CPU only (add --cpu)")
+            if options.backend == "auto":
+                # Only compiled does int8 pay (oneDNN int8 kernels); eager is for checks.
+                self.backend = "compile"
         channels_last = options.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(device=device, memory_format=self.memory_format)
@@ -93,7 +116,9 @@ class ModelRunner:
             self.model = self.model.to(torch.bfloat16)
             self.input_dtype = torch.bfloat16
         self.forward: Any = self.model
-        if self.backend == "compile":
+        if self.precision == "int8":
+            self.forward = None  # built on the first batch, whose shape the graph takes
+        elif self.backend == "compile":
             # Static shapes: one graph for the padded batch; no recompiles on the last batch.
             self.forward = torch.compile(self.model, dynamic=False, options={"freezing": True})
         self.static_batch: int | None = None
@@ -110,10 +135,11 @@ class ModelRunner:
             "backend": self.backend,
             "backend_requested": self.options.backend,
             "warmup_seconds": self.warmup_seconds,
+            **({"int8": self.int8} if self.int8 is not None else {}),
         }
 
     def _pad(self, array: np.ndarray) -> np.ndarray:
-        if self.backend != "compile":
+        if self.backend != "compile" and self.precision != "int8":
             return array
         if self.static_batch is None:
             self.static_batch = array.shape[0]
@@ -146,7 +172,12 @@ class ModelRunner:
         )
         first = self.warmup_seconds is None
         t0 = time.perf_counter()
-        with torch.inference_mode(), _autocast(self.device, self.precision):
+        if self.forward is None:
+            self._build_int8(opt, s1)
+        # int8: no_grad, not inference_mode: under inference_mode, inductor's freezing leaves
+        # oneDNN's int8 weight prepacking to a fake-tensor pass that cannot run it.
+        grad_off = torch.no_grad() if self.precision == "int8" else torch.inference_mode()
+        with grad_off, _autocast(self.device, self.precision):
             out = self.forward(opt, s1, **kwargs)
             if derive is not None:
                 out = {**out, **derive(out, opt)}
@@ -154,3 +185,18 @@ class ModelRunner:
         if first:
             self.warmup_seconds = round(time.perf_counter() - t0, 3)
         return result
+
+    def _build_int8(self, optical: torch.Tensor, sar: torch.Tensor) -> None:
+        assert self.quantize is not None  # checked in __init__
+        graph, self.int8 = self.quantize(optical, sar)
+        self.forward = graph
+        if self.backend == "compile":
+            import torch._inductor.config as inductor
+
+            # Freezing folds the int8 weights into prepacked oneDNN constants; without it the
+            # quantize / dequantize pairs stay around every convolution (no int8 kernels). Set
+            # process-wide: passed as a compile option, the int8 weight prepacking reached
+            # inductor's fake-tensor pass unfolded and failed (torch 2.13). Every other
+            # compile here freezes as well.
+            inductor.freezing = True
+            graph.graph = torch.compile(graph.graph, dynamic=False)

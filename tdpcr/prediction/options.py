@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tdpcr.core.errors import TdpcrError
 
 #: ``--precision`` values (see :mod:`tdpcr.prediction.execution`).
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "bf16-full")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "bf16-full", "int8")
 #: ``--backend`` values (``auto``: see :func:`resolve_backend`).
 BACKENDS: tuple[str, ...] = ("auto", "eager", "compile")
 #: Scenes of at least this many windows get ``torch.compile`` under ``backend: auto`` on a
@@ -32,6 +32,8 @@ class ExecutionOptions:
     precision: str = "auto"
     channels_last: bool = True
     backend: str = "eager"
+    #: Tile store ``int8`` calibrates on (``None``: the checkpoint's own training store).
+    calibration_store: str | None = None
 
     def check(self) -> None:
         """Refuse unknown values (one line, TdpcrError)."""
@@ -81,7 +83,8 @@ class PredictOptions:
         progress: show a progress bar (tqdm) over the windows.
         tracking_uri: the MLflow store ``models:/...`` and ``runs:/...`` checkpoints resolve
             in; ``None`` means ``$MLFLOW_TRACKING_URI``, else ``sqlite:///results/mlflow.db``.
-        precision: ``auto``, ``fp32`` or ``bf16`` (:mod:`tdpcr.prediction.execution`).
+        precision: ``auto``, ``fp32``, ``bf16``, ``bf16-full`` or ``int8``
+            (:mod:`tdpcr.prediction.execution`, :mod:`tdpcr.prediction.quantize`).
         channels_last: NHWC memory format for model and inputs.
         backend: ``auto``, ``eager`` or ``compile`` (``torch.compile`` with frozen weights;
             a warm-up that pays off on large scenes). ``auto`` compiles on a CPU for scenes
@@ -90,6 +93,8 @@ class PredictOptions:
             while the model computes.
         malloc_reuse: make glibc keep freed memory for reuse (process-wide and lasting, see
             :func:`tdpcr.core.runtime.reuse_freed_cpu_memory`).
+        calibration_store: the training tile store ``int8`` calibrates on; ``None``: the
+            checkpoint's (``results/tiles/<dataset>.zarr`` beside ``results/models``).
     """
 
     window: int = 256
@@ -110,8 +115,11 @@ class PredictOptions:
     backend: str = "eager"
     pipeline: bool = True
     malloc_reuse: bool = True
+    calibration_store: str | None = None
 
     @property
     def execution(self) -> ExecutionOptions:
         """The model-execution part of these options."""
-        return ExecutionOptions(self.precision, self.channels_last, self.backend)
+        return ExecutionOptions(
+            self.precision, self.channels_last, self.backend, self.calibration_store
+        )

@@ -378,6 +378,8 @@ def predict_checkpoint(wildcards, input):
 def execution_flags(section):
     """`tdpcr predict` flags of the model-execution keys of a config section (`predict`)."""
     flags = ["--precision", section["precision"], "--backend", section["backend"]]
+    if section.get("calibration_store"):
+        flags += ["--calibration-store", section["calibration_store"]]
     for key in ("channels_last", "pipeline", "malloc_reuse"):
         flag = key.replace("_", "-")
         flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
