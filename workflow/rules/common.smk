@@ -363,6 +363,7 @@ def predict_checkpoint(wildcards, input):
 def execution_flags(section):
     """`tdpcr predict` flags of the model-execution keys of a config section (`predict`)."""
     flags = ["--precision", section["precision"], "--backend", section["backend"]]
+    flags += ["--local-stats", str(section["local_stats"])]
     for key in ("channels_last", "pipeline", "malloc_reuse"):
         flag = key.replace("_", "-")
         flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
