@@ -373,3 +373,124 @@ def test_int8_needs_a_store_and_a_tdpcr_checkpoint(trained_full: Path) -> None:
     predictor.model_name = "dsen2cr"
     with pytest.raises(TdpcrError, match="TDP-CR checkpoints only"):
         predictor.prepare(ExecutionOptions(precision="int8", calibration_store="x.zarr"))
+
+
+# Local statistics
+
+
+def _sliding_mean(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """Reference: float64 average pool of every full window, replicate-padded to (H, W)."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    kh, kw = min(kernel[0], h), min(kernel[1], w)
+    valid = F.avg_pool2d(x.double(), (kh, kw), stride=1)
+    top, left = kh // 2, kw // 2
+    pad = (left, w - valid.shape[-1] - left, top, h - valid.shape[-2] - top)
+    return F.pad(valid, pad, mode="replicate")
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel"),
+    [((2, 3, 17, 23), (5, 7)), ((1, 4, 64, 64), (16, 16)), ((2, 2, 33, 8), (4, 8)),
+     ((1, 2, 10, 12), (3, 1)), ((1, 2, 256, 256), (64, 64))],
+)  # fmt: skip
+def test_local_mean_equals_a_sliding_average_pool(
+    shape: tuple[int, ...], kernel: tuple[int, int]
+) -> None:
+    from tdpcr.models.local_stats import local_mean
+
+    generator = torch.Generator().manual_seed(0)
+    # An offset far above the spread: a plain float32 integral image would lose the spread.
+    x = 5.0 + 0.1 * torch.randn(*shape, generator=generator)
+    got = local_mean(x, kernel)
+    assert got.shape == x.shape and got.dtype == x.dtype
+    assert torch.allclose(got.double(), _sliding_mean(x, kernel), rtol=0, atol=1e-6)
+
+
+def test_local_mean_is_the_global_pool_when_the_window_covers_the_map() -> None:
+    import torch.nn.functional as F
+
+    from tdpcr.models.local_stats import local_mean
+
+    x = torch.randn(2, 5, 16, 12).contiguous(memory_format=torch.channels_last)
+    for kernel in ((16, 12), (64, 64)):
+        assert torch.equal(local_mean(x, kernel), F.adaptive_avg_pool2d(x, 1))
+    # One axis covered, the other not: a mean over full columns, per column window.
+    assert torch.allclose(local_mean(x, (32, 4)).double(), _sliding_mean(x, (16, 4)), atol=1e-6)
+    half = local_mean(x.bfloat16(), (8, 8))
+    assert half.dtype == torch.bfloat16 and half.shape == x.shape
+
+
+def test_local_statistics_switch_a_model_and_restore_it() -> None:
+    from tdpcr.models.local_stats import local_statistics_window, use_local_statistics
+    from tdpcr.models.tdpcr import TDPCR
+
+    torch.manual_seed(0)
+    model = TDPCR(width=8, enc_blocks=(1, 1), dec_blocks=(1, 1), prompt_hidden=8, num_classes=3)
+    for parameter in model.parameters():  # an untrained model's zero residual hides everything
+        torch.nn.init.normal_(parameter, std=0.1)
+    model.eval()
+    optical, sar = torch.rand(2, 13, 32, 32), torch.rand(2, 2, 32, 32)
+    optical[..., 16:] += 2.0  # halves that local windows tell apart and the global pool mixes
+    with torch.no_grad():
+        reference = model(optical, sar)["logits"]
+        # 2 stages x (optical + SAR + decoder NAFBlock SCA) + 2 PGF global branches.
+        assert use_local_statistics(model, 32) == 8 and local_statistics_window(model) == 32
+        assert torch.equal(model(optical, sar)["logits"], reference)  # the window covers all
+        use_local_statistics(model, 16)
+        local = model(optical, sar)["logits"]
+        assert (local - reference).abs().max() > 1e-3
+        assert use_local_statistics(model, None) == 8 and local_statistics_window(model) is None
+        assert torch.equal(model(optical, sar)["logits"], reference)
+
+
+def test_local_stats_option_refuses_bad_values_in_one_line() -> None:
+    from tdpcr.prediction.options import parse_local_stats
+
+    assert parse_local_stats("off") == "off" and parse_local_stats("train") == "train"
+    assert parse_local_stats("512") == 512 and parse_local_stats(64) == 64
+    for bad in ("8", "on", "-64", True, 0):
+        with pytest.raises(
+            TdpcrError, match=r"^--local-stats \(predict.local_stats\) .*: expected"
+        ):
+            parse_local_stats(bad)  # type: ignore[arg-type]
+    with pytest.raises(TdpcrError, match="--local-stats"):
+        PredictOptions(local_stats="global").execution.check()
+    config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    assert validate_config(config)["predict"]["local_stats"] == "off"
+    config["predict"]["local_stats"] = 512
+    assert validate_config(config)["predict"]["local_stats"] == 512
+
+
+def test_a_large_window_with_local_statistics_keeps_the_reference(
+    trained_full: Path, synthetic_store: Path, tmp_path: Path
+) -> None:
+    import rasterio
+
+    from tdpcr.prediction.engine import predict_scene
+
+    scene = synthetic_store.parent / "scenes" / "scene00"  # 128 x 128, crop 32 in training
+    predictor = load_predictor(trained_full, force_cpu=True)
+    assert predictor.train_crop == 32
+    with rasterio.open(scene / "s2_clear.tif") as src:
+        clear = torch.from_numpy(src.read().astype(np.float32) / 1e4)[None]
+    results = {}
+    for name, window, overlap, local_stats in (
+        ("reference", 32, 8, "off"), ("off", 128, 0, "off"), ("local", 128, 0, "train"),
+    ):  # fmt: skip
+        out = tmp_path / name
+        options = PredictOptions(
+            window=window, overlap=overlap, batch_size=8, local_stats=local_stats,
+            progress=False, write_quality=False,
+        )  # fmt: skip
+        predict_scene(scene / "s2_cloudy.tif", scene / "s1.tif", predictor, out, options)
+        with rasterio.open(out / "cloudfree.tif") as a, rasterio.open(out / "landcover.tif") as b:
+            image = torch.from_numpy(a.read().astype(np.float32) / 1e4)[None]
+            results[name] = (psnr_per_image(image, clear).item(), b.read(1))
+    psnr_ref, labels_ref = results["reference"]
+    changed = {name: float((results[name][1] != labels_ref).mean()) for name in ("off", "local")}
+    assert abs(results["local"][0] - psnr_ref) <= MAX_PSNR_DELTA_DB, results
+    assert changed["local"] <= MAX_LANDCOVER_CHANGED, changed
+    # What local statistics are for: the whole-scene window alone drifts further.
+    assert changed["off"] >= changed["local"], changed

@@ -102,6 +102,7 @@ OPTION_KEYS: tuple[str, ...] = (
     "backend",
     "pipeline",
     "malloc_reuse",
+    "local_stats",
 )
 
 

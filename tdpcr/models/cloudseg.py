@@ -157,6 +157,8 @@ class SEWeightedSum(nn.Module):
     GAP -> Linear(n -> n / reduction) -> ReLU -> Linear -> sigmoid (no biases), n = parts * C;
     the channel weights rescale the concatenation, which is split back into its parts and
     summed, so the SE block learns how much of each modality enters the cross-modal feature.
+    The average is a module for test-time local statistics (:mod:`tdpcr.models.local_stats`),
+    under which the Linear layers run on every pixel's n-vector.
 
     Shapes: list of ``parts`` tensors (B, C, H, W) -> (B, C, H, W).
     """
@@ -166,6 +168,7 @@ class SEWeightedSum(nn.Module):
         n = parts * channels
         hidden = max(n // reduction, 1)
         self.parts = parts
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Sequential(
             nn.Linear(n, hidden, bias=False),
             nn.ReLU(inplace=True),
@@ -175,7 +178,8 @@ class SEWeightedSum(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(list(features), dim=1)
-        weights = self.fc(x.mean(dim=(2, 3)))[:, :, None, None]
+        # (B, n, h, w) with h = w = 1 under global pooling; Linear acts on channels last.
+        weights = self.fc(self.pool(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         first, *rest = (x * weights).chunk(self.parts, dim=1)
         for part in rest:
             first = first + part

@@ -420,11 +420,16 @@ class SqueezeExcite(nn.Module):
     """Channel reweighting: global average -> Linear C -> hidden -> ReLU -> Linear -> C ->
     sigmoid, multiplied in.
 
+    The average is a module so that test-time local statistics
+    (:mod:`tdpcr.models.local_stats`) can make it per pixel; the Linear layers then run on
+    every pixel's C-vector.
+
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Sequential(
             nn.Linear(channels, hidden, bias=False),
             nn.ReLU(inplace=True),
@@ -433,14 +438,16 @@ class SqueezeExcite(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self.fc(x.mean(dim=(2, 3)))
-        return x * weights[:, :, None, None]
+        # (B, C, h, w) with h = w = 1 under global pooling; Linear acts on channels last.
+        weights = self.fc(self.pool(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x * weights
 
 
 class SKFusion(nn.Module):
     """Selective-kernel fusion of two maps: per-channel softmax weights over the two inputs
     from GAP(a + b) -> 1x1 conv C -> d -> ReLU -> 1x1 conv d -> 2C, d = max(C // reduction,
-    min_hidden).
+    min_hidden). The average is a module for test-time local statistics
+    (:mod:`tdpcr.models.local_stats`), which make the weights per pixel.
 
     Shapes: a, b (B, C, H, W) -> (B, C, H, W).
     """
@@ -448,6 +455,7 @@ class SKFusion(nn.Module):
     def __init__(self, dim: int, reduction: int = 8, min_hidden: int = 4) -> None:
         super().__init__()
         hidden = max(dim // reduction, min_hidden)
+        self.pool = nn.AdaptiveAvgPool2d(1)
         self.mlp = nn.Sequential(
             nn.Conv2d(dim, hidden, kernel_size=1, bias=False),
             nn.ReLU(inplace=True),
@@ -456,7 +464,8 @@ class SKFusion(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         n, c = a.shape[:2]
-        logits = self.mlp((a + b).mean(dim=(2, 3), keepdim=True)).view(n, 2, c, 1, 1)
+        logits = self.mlp(self.pool(a + b))  # (B, 2C, h, w), h = w = 1 under global pooling
+        logits = logits.view(n, 2, c, logits.shape[-2], logits.shape[-1])
         weights = torch.softmax(logits, dim=1)
         return a * weights[:, 0] + b * weights[:, 1]
 

@@ -144,11 +144,13 @@ class PromptGuidedFusion(nn.Module):
     def modality_logits(
         self, f_opt: torch.Tensor, f_sar: torch.Tensor, prompt: torch.Tensor | None
     ) -> torch.Tensor:
-        """Unnormalised modality logits, (B, 2, C, h, w) (h = w = 1 in global mode)."""
+        """Unnormalised modality logits, (B, 2, C, h, w) (h = w = 1 in global mode, unless
+        test-time local statistics make the global branch per pixel)."""
         b, c, h, w = f_opt.shape
         logits: torch.Tensor | None = None
         if self.global_branch is not None:
-            logits = self.global_branch(f_opt + f_sar)  # (B, 2C, 1, 1), broadcast below
+            # (B, 2C, 1, 1), broadcast below; (B, 2C, h, w) under local statistics.
+            logits = self.global_branch(f_opt + f_sar)
         if self.local_branch is not None:
             if prompt is None:
                 raise ValueError(f"PGF mode {self.mode!r} needs a prompt, got None")

@@ -26,6 +26,19 @@ def finite_float(text: str) -> float:
     return value
 
 
+def _local_stats_arg(text: str) -> str | int:
+    """``--local-stats``: off, train or a window in pixels (argparse names the flag)."""
+    from tdpcr.core.errors import TdpcrError
+    from tdpcr.prediction.options import parse_local_stats
+
+    try:
+        return parse_local_stats(text)
+    except TdpcrError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected off, train or a window in pixels (at least 16)"
+        ) from None
+
+
 def _options(args: argparse.Namespace):
     from tdpcr.prediction.options import PredictOptions
 
@@ -49,6 +62,7 @@ def _options(args: argparse.Namespace):
         pipeline=args.pipeline,
         malloc_reuse=args.malloc_reuse,
         calibration_store=args.calibration_store,
+        local_stats=args.local_stats,
     )
 
 
@@ -166,6 +180,16 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="eager PyTorch, or torch.compile with frozen weights (a warm-up of 1-2 "
         "minutes, that pays off on large scenes); auto = compile on a CPU for scenes of at "
         f"least {AUTO_COMPILE_MIN_WINDOWS} windows (default {defaults.backend})",
+    )
+    parser.add_argument(
+        "--local-stats",
+        type=_local_stats_arg,
+        default=defaults.local_stats,
+        metavar="{off,train,PIXELS}",
+        help="test-time local statistics: every global pooling of the model averages a window "
+        "of this many pixels around each pixel (train = the checkpoint's training crop), so "
+        "windows larger than in training pool what the model was trained on; off = the whole "
+        f"window (default {defaults.local_stats})",
     )
     parser.add_argument(
         "--pipeline",

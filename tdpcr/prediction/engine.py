@@ -42,7 +42,12 @@ from tdpcr.core.specs import S2_BANDS, S2_LEVEL, quality_band_names
 from tdpcr.models import create_model_from
 from tdpcr.prediction.execution import ModelRunner
 from tdpcr.prediction.inputs import OpenInputs, open_inputs, read_row_strip, window_batch
-from tdpcr.prediction.options import ExecutionOptions, PredictOptions, resolve_backend
+from tdpcr.prediction.options import (
+    ExecutionOptions,
+    PredictOptions,
+    parse_local_stats,
+    resolve_backend,
+)
 from tdpcr.prediction.pipeline import BackgroundWriter, PhaseTimes, Prefetcher
 from tdpcr.prediction.stac import ItemModel, write_item
 from tdpcr.prediction.windows import RowBandBlender, WindowPlan, check_window_options
@@ -115,6 +120,9 @@ class Predictor:
     config_hash: str = ""
     #: The training tile store of the checkpoint (``int8`` calibrates on it), if known.
     training_store: Path | None = None
+    #: Side of the random crops the checkpoint trained on (``train.crop`` of its recorded
+    #: config), what ``local_stats: train`` uses; None when not recorded.
+    train_crop: int | None = None
 
     @property
     def quality_names(self) -> tuple[str, ...]:
@@ -146,7 +154,10 @@ class Predictor:
         backend = resolve_backend(execution.backend, self.device.type, windows)
         if runner is None or runner.options != execution or runner.backend != backend:
             quantize = self._int8_recipe(execution) if execution.precision == "int8" else None
-            self.runner = ModelRunner(self.model, self.device, execution, windows, quantize)
+            local_window = self.local_window(execution.local_stats)
+            self.runner = ModelRunner(
+                self.model, self.device, execution, windows, quantize, local_window
+            )
         return self.runner
 
     def _int8_recipe(self, execution: ExecutionOptions) -> Any:
@@ -166,6 +177,24 @@ class Predictor:
             return quantize_tdpcr(self.model, optical, sar, store, cache_dir)
 
         return quantize
+
+    def local_window(self, local_stats: str | int) -> int | None:
+        """The local-statistics window in pixels of ``local_stats`` (None for ``off``).
+
+        Raises:
+            TdpcrError: a bad value, or ``train`` for a checkpoint without a training crop.
+        """
+        value = parse_local_stats(local_stats)
+        if value == "off":
+            return None
+        if value == "train":
+            if self.train_crop is None:
+                raise TdpcrError(
+                    f"--local-stats train: the checkpoint {self.checkpoint or self.model_name} "
+                    "records no training crop (train.crop); give a window in pixels"
+                )
+            return self.train_crop
+        return int(value)
 
     def __call__(
         self,
@@ -293,6 +322,7 @@ def _load_folder(folder: Path, force_cpu: bool) -> Predictor:
         prompt_degradation=bool(stages) and getattr(model, "pgf_mode", "") != "global",
         config_hash=str(meta.extra.get("config_hash", "")),
         training_store=_training_store(folder, meta.config),
+        train_crop=_train_crop(meta.config),
     )
 
 
@@ -302,6 +332,12 @@ def _training_store(folder: Path, config: dict[str, Any]) -> Path | None:
 
     store = default_store(folder, config or {})
     return store if store is not None and store.exists() else None
+
+
+def _train_crop(config: dict[str, Any]) -> int | None:
+    """``train.crop`` of a checkpoint's recorded config, None when absent or not a size."""
+    crop = (config.get("train") or {}).get("crop")
+    return crop if isinstance(crop, int) and not isinstance(crop, bool) and crop > 0 else None
 
 
 def predict_scene(
@@ -349,6 +385,7 @@ def predict_scene(
     check_window_options(
         options.window, options.overlap, options.batch_size, predictor.size_divisor
     )
+    predictor.local_window(options.local_stats)  # refuse `train` without a crop before reading
     if options.write_prompt and predictor.prompt_channels is None:
         raise TdpcrError(
             f"--prompt: the checkpoint {predictor.checkpoint or predictor.model_name} has no "

@@ -26,7 +26,13 @@ and a ``tdpcr predict`` flag:
   whole ``tdpcr predict`` here (the whole-tile benchmark). Compiling costs a warm-up (~1.5 min
   on a 2-core CPU, about half of it with inductor's on-disk cache warm) and pays off on
   large scenes only; batches are padded to one shape so it compiles once. The compiled
-  model holds a frozen copy of the weights: a runner is made per model and never trained.
+  model holds a frozen copy of the weights: a runner is made per model and never trained;
+* ``local_stats``: test-time local statistics (:mod:`tdpcr.models.local_stats`): every
+  global average pooling of the model averages a window of this many input pixels around
+  each pixel instead of the whole window (``off``: the whole window, as in training).
+  :class:`ModelRunner` takes the window in pixels (``train`` is resolved by the
+  :class:`~tdpcr.prediction.engine.Predictor`, which knows the checkpoint's training crop)
+  and switches the model before compiling it.
 
 Outputs are always float32 numpy arrays, whatever the precision (the accumulators and the
 writers are float32).
@@ -45,6 +51,7 @@ from torch import nn
 
 from tdpcr.core.errors import TdpcrError
 from tdpcr.core.hardware import has_native_bf16
+from tdpcr.models.local_stats import use_local_statistics
 from tdpcr.prediction.options import ExecutionOptions, resolve_backend
 
 #: Builds the int8 graph for a first batch: (optical, sar) -> (forward, description).
@@ -87,13 +94,19 @@ class ModelRunner:
         options: ExecutionOptions,
         windows: int | None = None,
         quantize: Quantize | None = None,
+        local_window: int | None = None,
     ) -> None:
         """Prepare ``model``; ``windows`` (of the scene to come) lets ``backend: auto`` choose.
 
         ``quantize`` builds the int8 graph (precision ``int8``, which needs it).
+        ``local_window``: the local-statistics window in pixels (None: global poolings), set
+        on ``model`` itself (in place, until the next runner of the same model).
         """
         options.check()
         self.device = device
+        self.local_window = local_window
+        # Before compiling: the graph captures the poolings as they are now.
+        use_local_statistics(model, local_window)
         self.options = options
         self.precision = resolve_precision(options.precision, device)
         self.backend = resolve_backend(options.backend, device.type, windows)
@@ -134,6 +147,8 @@ class ModelRunner:
             "channels_last": self.options.channels_last,
             "backend": self.backend,
             "backend_requested": self.options.backend,
+            "local_stats": self.local_window,
+            "local_stats_requested": self.options.local_stats,
             "warmup_seconds": self.warmup_seconds,
             **({"int8": self.int8} if self.int8 is not None else {}),
         }

@@ -23,6 +23,32 @@ BACKENDS: tuple[str, ...] = ("auto", "eager", "compile")
 #: confirm the gain (36.6 vs 34.3 min extrapolated, within its noise), so ``auto`` is offered,
 #: not the default.
 AUTO_COMPILE_MIN_WINDOWS = 1000
+#: ``--local-stats`` values besides a window in pixels (see :func:`parse_local_stats`).
+LOCAL_STATS_WORDS: tuple[str, ...] = ("off", "train")
+#: Smallest local-statistics window: TDP-CR's coarsest feature map is 1/16 of the input.
+MIN_LOCAL_STATS_WINDOW = 16
+
+
+def parse_local_stats(value: str | int) -> str | int:
+    """``off``, ``train`` or a window in pixels (an int, or its digits) from ``value``.
+
+    Raises:
+        TdpcrError: anything else (one line naming ``--local-stats`` / ``predict.local_stats``).
+    """
+    if isinstance(value, str) and value in LOCAL_STATS_WORDS:
+        return value
+    window: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        window = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        window = int(value)
+    if window is None or window < MIN_LOCAL_STATS_WINDOW:
+        raise TdpcrError(
+            f"--local-stats (predict.local_stats) {value!r}: expected off, train (the "
+            f"checkpoint's training crop) or a window of at least {MIN_LOCAL_STATS_WINDOW} "
+            "pixels"
+        )
+    return window
 
 
 @dataclass(frozen=True)
@@ -34,9 +60,11 @@ class ExecutionOptions:
     backend: str = "eager"
     #: Tile store ``int8`` calibrates on (``None``: the checkpoint's own training store).
     calibration_store: str | None = None
+    local_stats: str | int = "off"
 
     def check(self) -> None:
         """Refuse unknown values (one line, TdpcrError)."""
+        parse_local_stats(self.local_stats)
         if self.precision not in PRECISIONS:
             raise TdpcrError(
                 f"--precision {self.precision}: expected one of {', '.join(PRECISIONS)}"
@@ -95,6 +123,11 @@ class PredictOptions:
             :func:`tdpcr.core.runtime.reuse_freed_cpu_memory`).
         calibration_store: the training tile store ``int8`` calibrates on; ``None``: the
             checkpoint's (``results/tiles/<dataset>.zarr`` beside ``results/models``).
+        local_stats: test-time local statistics (:mod:`tdpcr.models.local_stats`): ``off``
+            (global poolings see the whole window), a window in pixels that every global
+            pooling averages instead, or ``train`` = the checkpoint's training crop
+            (``train.crop`` of its recorded config). Lets windows larger than the training
+            crop pool what the model saw in training.
     """
 
     window: int = 256
@@ -116,10 +149,15 @@ class PredictOptions:
     pipeline: bool = True
     malloc_reuse: bool = True
     calibration_store: str | None = None
+    local_stats: str | int = "off"
 
     @property
     def execution(self) -> ExecutionOptions:
         """The model-execution part of these options."""
         return ExecutionOptions(
-            self.precision, self.channels_last, self.backend, self.calibration_store
+            precision=self.precision,
+            channels_last=self.channels_last,
+            backend=self.backend,
+            calibration_store=self.calibration_store,
+            local_stats=parse_local_stats(self.local_stats),
         )

@@ -380,6 +380,7 @@ def execution_flags(section):
     flags = ["--precision", section["precision"], "--backend", section["backend"]]
     if section.get("calibration_store"):
         flags += ["--calibration-store", section["calibration_store"]]
+    flags += ["--local-stats", str(section["local_stats"])]
     for key in ("channels_last", "pipeline", "malloc_reuse"):
         flag = key.replace("_", "-")
         flags.append(f"--{flag}" if section[key] else f"--no-{flag}")
