@@ -441,6 +441,12 @@ def _budget_axis(ax: Any, steps: Sequence[int], multipliers: Sequence[int]) -> N
     ax.tick_params(labelsize=6)
 
 
+def _coverage(row: Mapping[str, Any]) -> str:
+    """The interval's coverage of a claims row, as a percentage ('95 %')."""
+    confidence = row.get("confidence")
+    return f"{100 * float(confidence):g} %" if confidence not in (None, "") else "bootstrap"
+
+
 def figure_budget_claims(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
     """Each claim's difference (better - worse) against the budget's N on a log axis: one
     panel per claim, the bootstrap interval as bars, 0 and the paper's difference as lines.
@@ -468,8 +474,11 @@ def figure_budget_claims(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
         if paper not in (None, ""):
             ax.axhline(float(paper), color="tab:red", linestyle="--", linewidth=0.8,
                        label="paper")  # fmt: skip
-        ax.errorbar(steps, value, yerr=[value - low, high - value], marker="o", capsize=3,
-                    color="tab:blue", label="ours, 95 % CI")  # fmt: skip
+        # A percentile interval need not contain the point estimate; matplotlib refuses a
+        # negative bar length.
+        bars = [np.clip(value - low, 0, None), np.clip(high - value, 0, None)]
+        ax.errorbar(steps, value, yerr=bars, marker="o", capsize=3,
+                    color="tab:blue", label=f"ours, {_coverage(found[0])} interval")  # fmt: skip
         for x, y, r in zip(steps, value, found, strict=True):
             ax.annotate(str(r["verdict"]), (x, y), fontsize=5, xytext=(3, 3),
                         textcoords="offset points")  # fmt: skip
@@ -478,10 +487,14 @@ def figure_budget_claims(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
         ax.set_ylabel(f"{found[0]['metric']} difference", fontsize=6)
     for ax in axes[len(by_claim) :]:
         ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7)
-    fig.supxlabel("training budget: N single-task steps (M scaled with it)", fontsize=8)
-    fig.suptitle("The paper's claims against the training budget, test patches", fontsize=9)
+    legend: dict[str, Any] = {}
+    for ax in axes:  # a claim without a paper value has no paper line
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=len(legend),
+               fontsize=7)  # fmt: skip
+    fig.suptitle("The paper's claims against the training budget (x: N single-task steps, "
+                 "M scaled with it), test patches", fontsize=9)  # fmt: skip
     return _save(fig, out)
 
 
@@ -497,10 +510,14 @@ def figure_learning_curves(
     fig = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     palette = colormaps["tab20"]
+    # One colour per method across both panels.
+    colours = {
+        name: i % 20 for i, name in enumerate(dict.fromkeys(n for _, m in panels for n in m))
+    }
     for ax, (metric, methods) in zip(axes, panels, strict=True):
-        for colour, (name, points) in enumerate(methods.items()):
+        for name, points in methods.items():
             steps, values = zip(*points, strict=True)
-            ax.plot(steps, values, marker="o", markersize=3, color=palette(colour % 20),
+            ax.plot(steps, values, marker="o", markersize=3, color=palette(colours[name]),
                     label=name)  # fmt: skip
         ax.set_xscale("log")
         ticks = sorted({n for points in methods.values() for n, _ in points})
