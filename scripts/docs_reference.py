@@ -53,6 +53,7 @@ API_MODULES: tuple[str, ...] = (
     "tdpcr.training.trainer",
     "tdpcr.evaluation.protocols",
     "tdpcr.evaluation.claims",
+    "tdpcr.evaluation.budget",
     "tdpcr.evaluation.report",
     "tdpcr.prediction.engine",
     "tdpcr.prediction.options",

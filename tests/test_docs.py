@@ -222,7 +222,8 @@ def test_readme_results_command_rewrites_only_the_blocks(tmp_path: Path) -> None
 
 
 def test_readme_results_render_the_studies_when_present(tmp_path: Path) -> None:
-    """The sweep and the extra seeds are rendered once their CSVs exist, and only then."""
+    """The sweep, the extra seeds and the training budgets are rendered once their CSVs
+    exist, and only then."""
     from tdpcr.evaluation import report
 
     results = tmp_path / "results"
@@ -245,3 +246,34 @@ def test_readme_results_render_the_studies_when_present(tmp_path: Path) -> None:
     assert "0.740 (best)" in blocks[0] and "0.650 |" in blocks[0]  # 0.40 + 0.01 x 34
     assert "seed 0 | seed 1" in blocks[-1]
     assert report.rendered_files(results)[-1] == "seeds/claims_seed1.csv"
+    assert report.snapshot_files(results) == report.rendered_files(results)
+
+    # The budget study: every claim at x1 and x9, the first claim's verdict changing at x9.
+    from tdpcr.core.io import write_csv_atomic
+    from tdpcr.evaluation.budget import CLAIM_COLUMNS, FIRST_CHANGE, mark_verdict_changes
+
+    rows = []
+    for k in (1, 9):
+        for i, row in enumerate(report._rows(results, "claims.csv")):
+            other = "holds" if row["verdict"] == "inconclusive" else "inconclusive"
+            verdict = other if (k, i) == (9, 0) else row["verdict"]
+            steps = {"phase1_steps": 500 * k, "phase2_steps": 300 * k}
+            rows.append({**row, "budget": k, **steps, "verdict": verdict})
+    write_csv_atomic(results / report.BUDGET_CLAIMS, mark_verdict_changes(rows), CLAIM_COLUMNS)
+    assert rows[0][FIRST_CHANGE] == 9
+    (results / report.BUDGET_FIGURES[0]).write_bytes(b"png")
+    blocks = report.render_studies(results)
+    assert len(blocks) == 6 and report.BUDGET_TITLE in blocks[-1]
+    assert "x1 (N 500, M 300) | x9 (N 4500, M 2700) | verdict changes at" in blocks[-1]
+    lines = blocks[-1].splitlines()
+    first, second = (
+        next(line for line in lines if line.startswith(f"| {r['text']}")) for r in rows[:2]
+    )
+    assert first.endswith(f"{rows[-len(rows) // 2]['verdict']} | x9 |")
+    assert second.endswith(" | never |")
+    assert "](results/budget/claims.png)" in blocks[-1] and "learning_curves" not in blocks[-1]
+    assert report.rendered_files(results)[-1] == report.BUDGET_CLAIMS
+    assert report.snapshot_files(results)[-1] == report.BUDGET_FIGURES[0]
+    snapshot = tmp_path / "snapshot"
+    report.update_readme(results, None, snapshot)
+    assert (snapshot / report.BUDGET_FIGURES[0]).read_bytes() == b"png"

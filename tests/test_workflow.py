@@ -309,3 +309,46 @@ def test_mlflow_ui_in_a_browser_shows_runs_datasets_sources_and_models(
         assert name in row["Models"], row  # the logged model, named after the variant
     assert len(rows) >= len(VARIANTS)
     assert (tmp_path / "ui.png").stat().st_size > 50_000
+
+
+# Last in this module: its training runs join the tiny run's MLflow experiment under the same
+# run names, which the MLflow checks above look runs up by.
+def test_budget_study_builds_every_file_from_the_default_run(tiny_run: Path) -> None:
+    """`snakemake budget` on the tiny config: budget x1 is the default run (nothing trained or
+    scored again), the config's one further budget, x9, trains and scores every variant of a
+    table or claim at 9 x (N, M), and the study's tables, claims and figures are written."""
+    from tdpcr.evaluation.budget import FIRST_CHANGE
+    from tdpcr.evaluation.claims import CLAIMS, PGF_CLAIMS
+    from tdpcr.evaluation.tables import TABLES
+
+    result = subprocess.run(
+        snakemake_command(tiny_run, "--cores", "2", "budget"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr  # "rule train:" also matches "localrule train:"
+    assert "rule train:" not in log and "rule evaluate:" not in log
+    results = tiny_run / "results"
+    budget = results / "budget"
+    n, m = 4 * 9, 2 * 9  # tiny train.steps x 9
+    for table, spec in TABLES.items():
+        with (budget / f"{table}.csv").open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [r["budget"] for r in rows] == ["1"] * len(spec.rows) + ["9"] * len(spec.rows)
+        assert {(r["phase1_steps"], r["phase2_steps"]) for r in rows[len(spec.rows) :]} == {
+            (str(n), str(m))
+        }
+        with (results / f"{table}.csv").open(newline="") as fh:  # x1 is the default run's table
+            default = list(csv.DictReader(fh))
+        assert [r["mlflow_run_id"] for r in rows[: len(spec.rows)]] == [
+            r["mlflow_run_id"] for r in default
+        ]
+    with (budget / "claims.csv").open(newline="") as fh:
+        claims = list(csv.DictReader(fh))
+    assert len(claims) == 2 * (len(CLAIMS) + len(PGF_CLAIMS))
+    assert all(FIRST_CHANGE in row and row["verdict"] for row in claims)
+    full = json.loads((budget / "x9" / "eval" / "tdpcr-full.json").read_text())
+    assert full["train_steps"] == str(n + m)
+    for name in ("claims", "learning_curves"):
+        assert (budget / f"{name}.png").stat().st_size > 10_000, name
+    assert (results / "benchmarks" / "budget_x9_train_tdpcr-full.tsv").exists()
+    assert (results / "logs" / "budget_claims.log").exists()

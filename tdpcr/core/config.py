@@ -33,10 +33,17 @@ from tdpcr.core.safe_yaml import (
 )
 
 
-def schema() -> dict[str, Any]:
-    """The JSON schema of ``config/config.yaml`` (shipped inside the package)."""
+@functools.cache
+def _parsed_schema() -> dict[str, Any]:
+    # Parsed once per process: PyYAML's pure-Python parser takes a second or more for the
+    # schema on a loaded CPU, and building the `tdpcr` parser asks for a dozen defaults.
     text = resources.files("tdpcr").joinpath("schemas/config.schema.yaml").read_text()
     return yaml.safe_load(text)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of ``config/config.yaml`` (shipped inside the package; a copy)."""
+    return copy.deepcopy(_parsed_schema())
 
 
 def schema_path() -> Path:
@@ -87,6 +94,13 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         known = ", ".join(sorted(config.get("datasets", {})))
         raise ConfigError(
             f"{source}: key 'dataset' is {short_repr(dataset)}, not one of datasets: {known}"
+        )
+    # The schema checks the first is 1 and the span; the order it cannot express, and the
+    # budget study's "first budget whose verdict changes" reads them in order.
+    multipliers = config.get("budget", {}).get("multipliers", [])
+    if multipliers != sorted(multipliers):
+        raise ConfigError(
+            f"{source}: key 'budget.multipliers' is {short_repr(multipliers)}, not ascending"
         )
     return config
 
@@ -212,6 +226,9 @@ def describe_error(error: jsonschema.ValidationError) -> str:
         return f"unknown key '{cut(prefix + str(unknown[0]))}'{hint}"
     if error.validator == "required":
         return f"key '{key or '<top>'}' misses {error.message.split(' is ')[0]}"
+    if error.validator == "contains":  # jsonschema's message does not say which items
+        wanted = ", ".join(f"{k} {v}" for k, v in error.validator_value.items())
+        return f"key '{key}': {short_repr(error.instance)} has no item with {wanted}"
     return f"key '{key}': {_short_message(error)}"
 
 
@@ -294,7 +311,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str], source: str) -
 def schema_default(*keys: str) -> Any:
     """The schema's default of a config key (``schema_default("tiling", "split_fractions")``),
     for command-line defaults that must agree with the workflow's."""
-    node = schema()
+    node = _parsed_schema()
     for key in keys:
         node = node["properties"][key]
     return copy.deepcopy(node["default"])

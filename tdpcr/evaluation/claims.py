@@ -387,10 +387,17 @@ def write_claims(
     evaluation_files: Sequence[Path], out: Path, uncertainty: Uncertainty | None = None
 ) -> list[dict[str, Any]]:
     """Test every claim on the evaluations and write ``claims.csv`` atomically."""
-    evaluations = read_evaluations(evaluation_files)
+    rows = claim_rows(read_evaluations(evaluation_files), uncertainty)
+    write_csv_atomic(out, rows, COLUMNS)
+    return rows
+
+
+def claim_rows(
+    evaluations: Mapping[str, Mapping[str, Any]], uncertainty: Uncertainty | None = None
+) -> list[dict[str, Any]]:
+    """Every row of claims.csv: the paper's claims, then the PGF rows."""
     rows = [evaluate_claim(claim, evaluations, uncertainty) for claim in CLAIMS]
     rows += [evaluate_pgf_claim(claim, evaluations, uncertainty) for claim in PGF_CLAIMS]
-    write_csv_atomic(out, rows, COLUMNS)
     return rows
 
 

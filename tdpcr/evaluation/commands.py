@@ -1,5 +1,5 @@
 """``tdpcr`` sub-commands of the evaluation stage: evaluate, table, claims, figures, pgf-figure,
-grid-check, training-curves."""
+grid-check, training-curves, and the studies' sweep-table, budget-table, budget-claims."""
 
 from __future__ import annotations
 
@@ -81,6 +81,67 @@ def _cmd_sweep_table(args: argparse.Namespace) -> None:
 
     rows = write_sweep([Path(p) for p in args.evals], Path(args.out), Path(args.figure))
     print(f"wrote {len(rows)} sweep points to {args.out} and {args.figure}")
+
+
+def _budgets(args: argparse.Namespace):
+    from tdpcr.evaluation.budget import budgets
+
+    return budgets(args.multipliers, args.phase1, args.phase2)
+
+
+def _groups(args: argparse.Namespace) -> list[list[Path]]:
+    return [[Path(p) for p in group.split(",")] for group in args.budget_evals]
+
+
+def _cmd_budget_table(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.budget import write_budget_table
+
+    complexity = Path(args.complexity) if args.complexity else None
+    rows = write_budget_table(
+        args.table, _groups(args), _budgets(args), Path(args.out), complexity, _uncertainty(args)
+    )
+    print(f"wrote {len(rows)} rows ({len(args.multipliers)} budgets) to {args.out}")
+
+
+def _cmd_budget_claims(args: argparse.Namespace) -> None:
+    from tdpcr.evaluation.budget import FIRST_CHANGE, write_budget_claims
+
+    rows = write_budget_claims(
+        _groups(args),
+        _budgets(args),
+        Path(args.out),
+        Path(args.figure),
+        Path(args.curves),
+        _uncertainty(args),
+    )
+    changed = sorted({r["claim"] for r in rows if r[FIRST_CHANGE] is not None})
+    which = ", ".join(changed) if changed else "none"
+    print(f"wrote {len(rows)} rows to {args.out}, {args.figure}, {args.curves} "
+          f"(verdicts that change with the budget: {which})")  # fmt: skip
+
+
+def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """The budgets and their evaluations (``snakemake budget``)."""
+    parser.add_argument(
+        "--budget-evals",
+        nargs="+",
+        required=True,
+        metavar="A.json,B.json",
+        help="evaluations of each budget: one comma-separated list per multiplier, same order",
+    )
+    parser.add_argument(
+        "--multipliers",
+        nargs="+",
+        type=int,
+        required=True,
+        help="each budget as a multiple k of train.steps (ascending, the smallest first)",
+    )
+    parser.add_argument(
+        "--phase1", type=int, required=True, help="N: the config's train.steps.phase1"
+    )
+    parser.add_argument(
+        "--phase2", type=int, required=True, help="M: the config's train.steps.phase2"
+    )
 
 
 def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +303,29 @@ def register(command: CommandFactory) -> None:
     sweep.add_argument("--evals", nargs="+", required=True, help="the points' val evaluations")
     sweep.add_argument("--out", required=True, help="CSV to write")
     sweep.add_argument("--figure", required=True, help="PNG to write")
+
+    budget_table = command(
+        "budget-table",
+        _cmd_budget_table,
+        "one of Tables I-III at every training budget (results/budget/table*.csv)",
+    )
+    budget_table.add_argument("table", choices=tuple(TABLES), help="which table")
+    _add_budget_options(budget_table)
+    budget_table.add_argument("--complexity", default=None, help="complexity CSV (table1)")
+    budget_table.add_argument("--out", required=True, help="CSV to write")
+    _add_uncertainty_options(budget_table)
+
+    budget_claims = command(
+        "budget-claims",
+        _cmd_budget_claims,
+        "the claims at every training budget (CSV, where a verdict changes), their figure and "
+        "the learning curves",
+    )
+    _add_budget_options(budget_claims)
+    budget_claims.add_argument("--out", required=True, help="CSV to write")
+    budget_claims.add_argument("--figure", required=True, help="claims figure (PNG)")
+    budget_claims.add_argument("--curves", required=True, help="learning-curve figure (PNG)")
+    _add_uncertainty_options(budget_claims)
 
     figures = command(
         "figures", _cmd_figures, "draw Figures 3-5 (cloud removal, prompts, land-cover maps)"

@@ -430,3 +430,102 @@ def figure_pgf_sar_weight(evaluations: Mapping[str, Mapping[str, Any]], out: Pat
         fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7)
     fig.suptitle("PGF SAR weight against cloud opacity, test patches", fontsize=9)
     return _save(fig, out)
+
+
+# --------------------------------------------------------------------------- training budget
+def _budget_axis(ax: Any, steps: Sequence[int], multipliers: Sequence[int]) -> None:
+    """A log x-axis ticked at each budget's N, labelled with N and its multiplier."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(steps), [f"{n}\n(x{k})" for n, k in zip(steps, multipliers, strict=True)])
+    ax.minorticks_off()
+    ax.tick_params(labelsize=6)
+
+
+def _coverage(row: Mapping[str, Any]) -> str:
+    """The interval's coverage of a claims row, as a percentage ('95 %')."""
+    confidence = row.get("confidence")
+    return f"{100 * float(confidence):g} %" if confidence not in (None, "") else "bootstrap"
+
+
+def figure_budget_claims(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
+    """Each claim's difference (better - worse) against the budget's N on a log axis: one
+    panel per claim, the bootstrap interval as bars, 0 and the paper's difference as lines.
+
+    ``rows`` are those of :func:`tdpcr.evaluation.budget.budget_claim_rows`.
+    """
+    by_claim: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("difference") not in (None, ""):
+            by_claim.setdefault(str(row["claim"]), []).append(row)
+    if not by_claim:
+        raise InputDataError("no tested claim to draw")
+    columns = min(4, len(by_claim))
+    lines = math.ceil(len(by_claim) / columns)
+    fig = Figure(figsize=(3.0 * columns, 2.6 * lines), layout="constrained")
+    axes = fig.subplots(lines, columns, squeeze=False).ravel()
+    for ax, (claim, found) in zip(axes, by_claim.items(), strict=False):
+        found = sorted(found, key=lambda r: int(r["budget"]))
+        steps = [int(r["phase1_steps"]) for r in found]
+        value = np.asarray([float(r["difference"]) for r in found])
+        low = np.asarray([float(r["ci_low"]) for r in found])
+        high = np.asarray([float(r["ci_high"]) for r in found])
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        paper = found[0].get("paper_difference")
+        if paper not in (None, ""):
+            ax.axhline(float(paper), color="tab:red", linestyle="--", linewidth=0.8,
+                       label="paper")  # fmt: skip
+        # A percentile interval need not contain the point estimate; matplotlib refuses a
+        # negative bar length.
+        bars = [np.clip(value - low, 0, None), np.clip(high - value, 0, None)]
+        ax.errorbar(steps, value, yerr=bars, marker="o", capsize=3,
+                    color="tab:blue", label=f"ours, {_coverage(found[0])} interval")  # fmt: skip
+        for x, y, r in zip(steps, value, found, strict=True):
+            ax.annotate(str(r["verdict"]), (x, y), fontsize=5, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        _budget_axis(ax, steps, [int(r["budget"]) for r in found])
+        ax.set_title(claim, fontsize=7)
+        ax.set_ylabel(f"{found[0]['metric']} difference", fontsize=6)
+    for ax in axes[len(by_claim) :]:
+        ax.set_visible(False)
+    legend: dict[str, Any] = {}
+    for ax in axes:  # a claim without a paper value has no paper line
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=len(legend),
+               fontsize=7)  # fmt: skip
+    fig.suptitle("The paper's claims against the training budget (x: N single-task steps, "
+                 "M scaled with it), test patches", fontsize=9)  # fmt: skip
+    return _save(fig, out)
+
+
+def figure_learning_curves(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], out: Path
+) -> Path:
+    """Test PSNR and mIoU per method against the budget's N (log axis): one panel per metric
+    (:func:`tdpcr.evaluation.budget.learning_curves`)."""
+    titles = {"psnr": "test PSNR (dB)", "miou": "test mIoU"}
+    panels = [(metric, methods) for metric, methods in curves.items() if methods]
+    if not panels:
+        raise InputDataError("no evaluation with PSNR or mIoU to draw")
+    fig = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    palette = colormaps["tab20"]
+    # One colour per method across both panels.
+    colours = {
+        name: i % 20 for i, name in enumerate(dict.fromkeys(n for _, m in panels for n in m))
+    }
+    for ax, (metric, methods) in zip(axes, panels, strict=True):
+        for name, points in methods.items():
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o", markersize=3, color=palette(colours[name]),
+                    label=name)  # fmt: skip
+        ax.set_xscale("log")
+        ticks = sorted({n for points in methods.values() for n, _ in points})
+        ax.set_xticks(ticks, [str(n) for n in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("training budget: N single-task steps", fontsize=7)
+        ax.set_ylabel(titles.get(metric, metric), fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5, ncol=2)
+    fig.suptitle("Learning curves over training budgets (one run per budget)", fontsize=9)
+    return _save(fig, out)

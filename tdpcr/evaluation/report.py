@@ -9,8 +9,9 @@ to the snapshot folder. ``tests/test_docs.py`` renders the snapshot again and ch
 files say the same, so their numbers are always the CSVs' numbers.
 
 When the results folder also holds the studies beside ``all`` (``snakemake --cores 8 seeds``:
-``seeds/table*.csv`` and ``seeds/claims_seed*.csv``; ``snakemake results/sweeps/phase2.csv``),
-they are rendered after the tables and copied to the snapshot too.
+``seeds/table*.csv`` and ``seeds/claims_seed*.csv``; ``snakemake results/sweeps/phase2.csv``;
+``snakemake --cores 8 budget``: ``budget/claims.csv`` and its figures), they are rendered after
+the tables and copied to the snapshot too (the budget figures with them, which the page shows).
 """
 
 from __future__ import annotations
@@ -172,6 +173,11 @@ SWEEP = "sweeps/phase2.csv"
 TABLE_NUMERALS = {"table1.csv": "I", "table2.csv": "II", "table3.csv": "III"}
 #: The extra-seed tables, relative to the results folder (their claims: ``claims_seed<N>.csv``).
 SEED_FOLDER = "seeds"
+#: The budget study's claims and figures, relative to the results folder (the snapshot keeps
+#: them at the same place under docs/results, where the page's figure links point).
+BUDGET_CLAIMS = "budget/claims.csv"
+BUDGET_FIGURES: tuple[str, ...] = ("budget/claims.png", "budget/learning_curves.png")
+BUDGET_TITLE = "Does more training change the verdicts?"
 
 
 def _seed_claim_files(folder: Path) -> list[str]:
@@ -187,7 +193,15 @@ def rendered_files(folder: Path) -> list[str]:
     if (Path(folder) / SEED_FOLDER).is_dir():
         names += [f"{SEED_FOLDER}/{name}" for name in SOURCES[:3]]
         names += _seed_claim_files(folder)
+    if (Path(folder) / BUDGET_CLAIMS).is_file():
+        names.append(BUDGET_CLAIMS)
     return names
+
+
+def snapshot_files(folder: Path) -> list[str]:
+    """What ``--snapshot`` copies: the rendered CSVs and the figures the rendering shows."""
+    figures = [f for f in BUDGET_FIGURES if (Path(folder) / f).is_file()]
+    return [*rendered_files(folder), *(figures if BUDGET_CLAIMS in rendered_files(folder) else [])]
 
 
 def sweep(rows: list[dict[str, str]]) -> str:
@@ -224,6 +238,53 @@ def seed_claims(tables: list[list[dict[str, str]]], seeds: list[str]) -> str:
     return _markdown(header, body)
 
 
+def budget_claims(rows: list[dict[str, str]]) -> str:
+    """Each claim's paired difference and verdict, one column per training budget, and the
+    first budget whose verdict differs from the smallest budget's."""
+    budgets = sorted({int(r["budget"]) for r in rows})
+    steps = {int(r["budget"]): (r["phase1_steps"], r["phase2_steps"]) for r in rows}
+    header = ["claim (paper)", "metric"]
+    header += [f"x{k} (N {steps[k][0]}, M {steps[k][1]})" for k in budgets]
+    header += ["verdict changes at"]
+    by_claim: dict[str, dict[int, dict[str, str]]] = {}
+    for r in rows:
+        by_claim.setdefault(r["claim"], {})[int(r["budget"])] = r
+    body = []
+    for found in by_claim.values():
+        first = found[budgets[0]]
+        cells = []
+        for k in budgets:
+            r = found.get(k)
+            if r is None:
+                cells.append("")
+                continue
+            digits = _claim_digits(r["metric"])
+            diff = _num(r["difference"], digits)
+            cells.append(f"{diff} [{_num(r['ci_low'], digits)}, {_num(r['ci_high'], digits)}] "
+                         f"{r['verdict']}" if diff else r["verdict"])  # fmt: skip
+        label = first["text"]
+        if first["metric"].startswith("pgf_"):
+            label += f" ({first['better']})"
+        change = first.get("first_change_budget") or ""
+        body.append([label, first["metric"], *cells, f"x{change}" if change else "never"])
+    return _markdown(header, body)
+
+
+def render_budget(folder: Path) -> str:
+    """The budget study's block: the claims per budget and the study's figures."""
+    title = f"**{BUDGET_TITLE}** (`results/{BUDGET_CLAIMS}`; one run per budget, k x N and "
+    title += "k x M steps)"
+    block = f"{title}\n\n{budget_claims(_rows(folder, BUDGET_CLAIMS))}"
+    for name, alt in zip(
+        BUDGET_FIGURES,
+        ("Claims against the training budget", "Learning curves over training budgets"),
+        strict=True,
+    ):
+        if (Path(folder) / name).is_file():
+            block += f"\n\n![{alt}](results/{name})"
+    return block
+
+
 def render_studies(folder: Path) -> list[str]:
     """The sweep's and the extra seeds' blocks, for what ``folder`` holds (maybe none)."""
     folder = Path(folder)
@@ -246,6 +307,8 @@ def render_studies(folder: Path) -> list[str]:
         )
         tables = [_rows(folder, name) for name in claim_files]
         blocks.append(f"{title}\n\n{seed_claims(tables, seeds)}")
+    if (folder / BUDGET_CLAIMS).is_file():
+        blocks.append(render_budget(folder))
     return blocks
 
 
@@ -317,7 +380,7 @@ def update_readme(
     if page is not None:
         _rewrite(page, block, BEGIN, END)
     if snapshot is not None:
-        for name in rendered_files(results):
+        for name in snapshot_files(results):
             (Path(snapshot) / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(results) / name, Path(snapshot) / name)
     return block

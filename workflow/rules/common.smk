@@ -285,7 +285,7 @@ def evaluation_outputs():
     return [*tables, "results/claims.csv", *FIGURES.values(), GRID_CHECK]
 
 
-# --- Studies beside `all` (studies.smk): the phase-2 sweep and extra training seeds ---
+# --- Studies beside `all` (studies.smk): the phase-2 sweep, extra training seeds, budgets ---
 def sweep_points():
     """Names of the sweep's points, one per (pretrained lr, lambda_seg, seed)."""
     sweep = config["sweep"]
@@ -347,6 +347,95 @@ def seed_table_options(wildcards, input):
         for seed in SEEDS
     ]
     return [*table_options(wildcards, input), "--seed-evals", *groups]
+
+
+#: Every method of a table or a claim, each once: what the budget study retrains and scores.
+STUDY_METHODS = list(
+    dict.fromkeys([*(m for t in TABLE_NAMES for m in table_methods(t)), *claim_methods()])
+)
+#: The training budgets as multiples k of `train.steps`; the first, 1, is the default run.
+BUDGETS = config["budget"]["multipliers"]
+
+
+def budget_folder(k):
+    return f"results/budget/x{k}"
+
+
+def budget_eval(k, method):
+    """Evaluation JSON of a method at budget k: the default run's at k = 1, and for a method
+    without a model (the cloudy input, the same at every budget)."""
+    if int(k) == 1 or not METHODS[method].variants:
+        return f"results/eval/{method}.json"
+    return f"{budget_folder(k)}/eval/{method}.json"
+
+
+def budget_sets(wildcards):
+    """`tdpcr train --set` options of budget k: N, M and the validation interval times k, so
+    the best-checkpoint rule sees as many validations as at k = 1."""
+    k = int(wildcards.k)
+    train = config["train"]
+    keys = {
+        "train.steps.phase1": k * train["steps"]["phase1"],
+        "train.steps.phase2": k * train["steps"]["phase2"],
+        "train.val_every": k * train["val_every"],
+    }
+    return argv(token for key, value in keys.items() for token in ("--set", f"{key}={value}"))
+
+
+def budget_runtime(wildcards):
+    """Cluster wall time of a training job at budget k: k times the configured one."""
+    return int(wildcards.k) * config["train"]["runtime_minutes"]
+
+
+def budget_init(wildcards):
+    """The same budget's phase-1 checkpoint a phase-2 variant starts from."""
+    parent = VARIANTS[wildcards.variant].init_from
+    return [f"{budget_folder(wildcards.k)}/models/{parent}/meta.json"] if parent else []
+
+
+def budget_teacher(wildcards):
+    """The same budget's teacher a distillation student learns from."""
+    teacher = VARIANTS[wildcards.variant].teacher
+    return [f"{budget_folder(wildcards.k)}/models/{teacher}/meta.json"] if teacher else []
+
+
+def budget_eval_models(wildcards):
+    return [
+        f"{budget_folder(wildcards.k)}/models/{v}/meta.json"
+        for v in METHODS[wildcards.method].variants
+    ]
+
+
+def budget_options(methods):
+    """`--budget-evals` (one comma-separated group per budget), the budgets and N, M."""
+    groups = [",".join(budget_eval(k, m) for m in methods) for k in BUDGETS]
+    steps = config["train"]["steps"]
+    options = ["--budget-evals", *groups, "--multipliers", *BUDGETS]
+    options += ["--phase1", steps["phase1"], "--phase2", steps["phase2"]]
+    return argv([*options, *uncertainty_options()])
+
+
+def budget_table_inputs(wildcards):
+    inputs = {"evals": [budget_eval(k, m) for k in BUDGETS for m in table_methods(wildcards.table)]}
+    if TABLES[wildcards.table].extra:
+        inputs["complexity"] = "results/complexity.csv"
+    return inputs
+
+
+def budget_table_options(wildcards, input):
+    options = budget_options(table_methods(wildcards.table))
+    if "complexity" in input.keys():
+        options += ["--complexity", input.complexity]
+    return options
+
+
+#: Outputs of the `budget` target.
+BUDGET_OUTPUTS = {
+    "tables": [f"results/budget/{table}.csv" for table in TABLE_NAMES],
+    "claims": "results/budget/claims.csv",
+    "figure": "results/budget/claims.png",
+    "curves": "results/budget/learning_curves.png",
+}
 
 
 def predict_input_options(entry):
