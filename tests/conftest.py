@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,25 @@ def scene_store(scenes_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     source = make_source("scenes", scenes_root, patch_size=32)
     tile_source(source, out, shard_patches=4, split_seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run_timed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """`snakemake --cores 2 all` on config/tiny.yaml, once per test session, and its wall
+    time: the workflow tests read its outputs, the SLURM tests compare their time with it."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    shutil.copy(REPO / "config" / "tiny.yaml", workdir / "config.yaml")
+    start = time.perf_counter()
+    result = subprocess.run(
+        snakemake_command(workdir, "--cores", "2", "all"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, time.perf_counter() - start
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_run_timed: tuple[Path, float]) -> Path:
+    """The working directory of the tiny workflow run (:func:`tiny_run_timed`)."""
+    return tiny_run_timed[0]

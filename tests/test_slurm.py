@@ -390,18 +390,14 @@ def test_cancelled_training_is_resubmitted_and_resumes(
 # --- timing -------------------------------------------------------------------------------
 
 
-def test_wall_time_slurm_vs_local(slurm_run: Run, tmp_path_factory: pytest.TempPathFactory) -> None:
-    workdir = write_workdir(tmp_path_factory.mktemp("local"), tiny_config())
-    local = run_logged(
-        snakemake_command(workdir, "--cores", "2", "all"),
-        client_env(),
-        workdir / "snakemake.out",
-        RUN_TIMEOUT_S,
-    )
-    assert local.returncode == 0, local.output[-6000:]
+def test_wall_time_slurm_vs_local(slurm_run: Run, tiny_run_timed: tuple[Path, float]) -> None:
+    """The same tiny workflow through SLURM and through the local executor (the workflow
+    tests' run of it, not a second one: the comparison needs no extra run)."""
+    _, local_s = tiny_run_timed
     submitted = sum(len(job.slurm_ids) for job in slurm_run.jobs.values())
+    assert submitted > 0 and local_s > 0
     print(
         f"\ntiny workflow wall time: SLURM (profile, {submitted} sbatch jobs) "
-        f"{slurm_run.wall_s:.0f} s, local executor (--cores 2) {local.wall_s:.0f} s",
+        f"{slurm_run.wall_s:.0f} s, local executor (--cores 2) {local_s:.0f} s",
         flush=True,
     )

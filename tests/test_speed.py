@@ -494,3 +494,24 @@ def test_a_large_window_with_local_statistics_keeps_the_reference(
     assert changed["local"] <= MAX_LANDCOVER_CHANGED, changed
     # What local statistics are for: the whole-scene window alone drifts further.
     assert changed["off"] >= changed["local"], changed
+
+
+def test_the_guard_figures_compare_each_path_with_the_reference(
+    trained_full: Path, synthetic_store: Path, tmp_path: Path
+) -> None:
+    """What the whole-tile benchmark reports per path (tdpcr.benchmarks.guard): the reference
+    settings give no change, a path with other windows and statistics is measured honestly."""
+    from tdpcr.benchmarks.guard import guard_figures
+
+    scene = synthetic_store.parent / "scenes" / "scene00"
+    paths = {
+        "same": {"batch_size": 4},  # only the batch differs from the reference
+        "large": {"window": 128, "overlap": 0, "local_stats": "off", "batch_size": 1},
+    }
+    reference = {"window": 32, "overlap": 8}
+    figures = guard_figures(trained_full, scene, paths, tmp_path / "work", reference=reference)
+    same, large = figures["paths"]["same"], figures["paths"]["large"]
+    assert same["within_guard"] and same["landcover_changed_fraction"] == 0.0
+    assert abs(same["psnr_delta_db"]) < 1e-3
+    assert large["max_abs_reflectance_difference"] > 0
+    assert figures["reference"]["psnr_db"] > 0 and not (tmp_path / "work").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,19 +17,6 @@ import pytest
 
 from tdpcr.data.store import open_store
 from tests.conftest import REPO, snakemake_command
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    shutil.copy(REPO / "config" / "tiny.yaml", workdir / "config.yaml")
-    result = subprocess.run(
-        snakemake_command(workdir, "--cores", "2", "all"),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_all_builds_the_default_tile_store(tiny_run: Path) -> None:

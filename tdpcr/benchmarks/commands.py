@@ -130,6 +130,7 @@ def _cmd_predict_tile(args: argparse.Namespace) -> None:
             seed=config["bench"]["seed"],
             repeats=args.repeats,
             guard=guard,
+            guard_extra=dict(parse_side(text) for text in args.guard_path),
         )
     )
 
@@ -262,6 +263,13 @@ def register(command: CommandFactory) -> None:
         "--guard-checkpoint",
         default=None,
         help="trained checkpoint folder: adds each side's accuracy against the reference path",
+    )
+    tile.add_argument(
+        "--guard-path",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="a path whose accuracy only is measured, e.g. bf16:precision=bf16 (repeatable)",
     )
     tile.add_argument(
         "--guard-store",

@@ -76,7 +76,11 @@ def _predict(
 
 
 def guard_figures(
-    checkpoint: Path, scene: Path, paths: dict[str, dict[str, Any]], workdir: Path
+    checkpoint: Path,
+    scene: Path,
+    paths: dict[str, dict[str, Any]],
+    workdir: Path,
+    reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Each path's PSNR and land cover on ``scene`` against the reference path.
 
@@ -85,22 +89,24 @@ def guard_figures(
         scene: folder with ``s2_cloudy.tif``, ``s1.tif`` and ``s2_clear.tif``.
         paths: path name -> prediction options; unset keys are the reference's.
         workdir: scratch folder (removed afterwards).
+        reference: changes to :data:`REFERENCE` (a small scene needs smaller windows).
 
     Returns:
         ``{"reference": {...}, "paths": {name: {psnr_db, psnr_delta_db,
         landcover_changed_fraction, within_guard}}}``.
     """
     workdir = Path(workdir)
+    base = {**REFERENCE, **(reference or {})}
     predictor = load_predictor(checkpoint)
     target = _reflectance(scene / "s2_clear.tif")
     try:
-        ref_image, ref_labels = _predict(predictor, scene, workdir / "reference", REFERENCE)
+        ref_image, ref_labels = _predict(predictor, scene, workdir / "reference", base)
         ref_psnr = float(psnr_per_image(ref_image, target)[0])
         figures = {}
         for name, options in paths.items():
             # threads None (torch's default, the old settings) only changes the speed.
             options = {k: v for k, v in options.items() if not (k == "threads" and v is None)}
-            image, labels = _predict(predictor, scene, workdir / name, {**REFERENCE, **options})
+            image, labels = _predict(predictor, scene, workdir / name, {**base, **options})
             psnr = float(psnr_per_image(image, target)[0])
             changed = 0.0
             if labels is not None and ref_labels is not None:
@@ -121,7 +127,7 @@ def guard_figures(
     return {
         "checkpoint": str(checkpoint),
         "scene": str(scene),
-        "reference": {"options": REFERENCE, "psnr_db": round(ref_psnr, 3)},
+        "reference": {"options": base, "psnr_db": round(ref_psnr, 3)},
         "tolerance": {"psnr_db": PSNR_TOLERANCE_DB, "landcover_fraction": LANDCOVER_TOLERANCE},
         "paths": figures,
     }

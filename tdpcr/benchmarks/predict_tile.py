@@ -211,6 +211,7 @@ def _summarise(
                 "peak_rss_mb": round(run["peak_rss_mb"], 1),
                 "phase_seconds": run["phase_seconds"],
                 "load_average_1min": [round(v, 2) for v in run["load_average_1min"]],
+                "cpu_steal_share": run.get("cpu_steal_share"),
             }
             for run in runs
         ],
@@ -244,6 +245,7 @@ def run_predict_tile_benchmark(
     seed: int = 0,
     repeats: int = 1,
     guard: tuple[Path, Path] | None = None,
+    guard_extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Predict full-width strips with every side; extrapolate to the tile; write JSON.
 
@@ -260,6 +262,7 @@ def run_predict_tile_benchmark(
         repeats: runs per side and strip; the fastest counts.
         guard: ``(checkpoint, scene)``: each side's accuracy against the reference path
             (:mod:`tdpcr.benchmarks.guard`) on a trained model, in the JSON's ``guard``.
+        guard_extra: more paths (name -> options) whose accuracy only is measured.
     """
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -273,6 +276,12 @@ def run_predict_tile_benchmark(
     sides = {name: for_the_tile(options, n_tiles[name]) for name, options in sides.items()}
     heights = {name: side_strips(sides[name], strip_rows) for name in names}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    # A side with the same settings as an earlier one (the product when the config keeps the
+    # previous default) is not run twice.
+    same_as = {
+        name: next((other for other in names[:i] if sides[other] == sides[name]), None)
+        for i, name in enumerate(names)
+    }
     try:
         t0 = time.perf_counter()
         checkpoint = random_checkpoint(workdir / "model", model_kwargs, seed)
@@ -285,6 +294,10 @@ def run_predict_tile_benchmark(
         # in the machine's other load hits every side alike.
         for k in range(len(strip_rows)):
             for name in names:
+                twin = same_as.get(name)
+                if twin is not None:  # the same settings as an earlier side: its runs
+                    runs[name].append(runs[twin][k])
+                    continue
                 scene = scenes[heights[name][k]]
                 best = None
                 for _ in range(max(1, repeats)):
@@ -383,6 +396,7 @@ def run_predict_tile_benchmark(
     }
     if guard is not None:
         checkpoint, scene = guard
-        result["guard"] = guard_figures(checkpoint, scene, sides, workdir / "guard")
+        paths = {**sides, **(guard_extra or {})}
+        result["guard"] = guard_figures(checkpoint, scene, paths, workdir / "guard")
     write_json_atomic(out, result)
     return result

@@ -35,14 +35,34 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of the whole machine from ``/proc/stat`` (None elsewhere)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to other guests in between: on a
+    virtual machine this slows everything without any process of ours to see."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
+
 def measure(side: Side, spec: dict[str, Any]) -> dict[str, Any]:
     """Call ``side(spec)`` here and add the measurements listed in the module docstring."""
     load0, cpu0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+    ticks0 = cpu_ticks()
     result = side(spec)
     return {
         "seconds": time.perf_counter() - t0,
         "cpu_seconds": cpu_seconds() - cpu0,
         "load_average_1min": [load0, os.getloadavg()[0]],
+        "cpu_steal_share": steal_share(ticks0, cpu_ticks()),
         **result,
         "peak_rss_mb": peak_rss_mb(),
     }
