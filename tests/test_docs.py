@@ -277,3 +277,19 @@ def test_readme_results_render_the_studies_when_present(tmp_path: Path) -> None:
     snapshot = tmp_path / "snapshot"
     report.update_readme(results, None, snapshot)
     assert (snapshot / report.BUDGET_FIGURES[0]).read_bytes() == b"png"
+
+
+def test_tile_benchmark_tables_are_the_committed_json() -> None:
+    """The Benchmarks page's whole-tile tables are rendered from the committed JSON (`tdpcr
+    bench tile-table`), so no figure in them is typed by hand."""
+    import json
+
+    from tdpcr.benchmarks import tile_report
+
+    result = json.loads(
+        (REPO / "docs" / "results" / "bench" / "predict_tile_quiet.json").read_text()
+    )
+    speed, guard = tile_report.page_blocks(REPO / "docs" / "benchmarks.md")
+    assert speed == tile_report.render_tile_table(result)
+    assert guard == tile_report.render_guard_table(result)
+    assert "`product`" in speed and "`compile`" in guard

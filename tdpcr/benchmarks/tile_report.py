@@ -16,6 +16,8 @@ from tdpcr.evaluation.report import generated_block, replace_block
 
 BEGIN = "<!-- BEGIN generated tile benchmark: tdpcr bench tile-table; do not edit by hand -->"
 END = "<!-- END generated tile benchmark -->"
+GUARD_BEGIN = "<!-- BEGIN generated tile guard: tdpcr bench tile-table; do not edit by hand -->"
+GUARD_END = "<!-- END generated tile guard -->"
 
 
 def describe(options: dict[str, Any]) -> str:
@@ -79,15 +81,37 @@ def render_tile_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_guard_table(result: dict[str, Any]) -> str:
+    """Markdown table of the paths whose accuracy only was measured (not sides)."""
+    guard = result.get("guard") or {}
+    names = [name for name in guard.get("paths", {}) if name not in result["sides"]]
+    lines = [
+        "| path | PSNR, dB | vs reference, dB | land cover changed | inside the guard |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        path = guard["paths"][name]
+        lines.append(
+            f"| `{name}` | {path['psnr_db']:.3f} | {path['psnr_delta_db']:+.3f} | "
+            f"{100 * path['landcover_changed_fraction']:.3f} % | "
+            f"{'yes' if path['within_guard'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def update_page(json_path: Path, page: Path) -> str:
-    """Rewrite the table block of ``page`` from ``json_path``; returns the block."""
-    block = render_tile_table(json.loads(Path(json_path).read_text()))
+    """Rewrite the table blocks of ``page`` from ``json_path``; returns the speed table."""
+    result = json.loads(Path(json_path).read_text())
+    block = render_tile_table(result)
     text = replace_block(Path(page).read_text(), block, str(page), BEGIN, END)
+    if GUARD_BEGIN in text:
+        text = replace_block(text, render_guard_table(result), str(page), GUARD_BEGIN, GUARD_END)
     with open_atomic(page) as fh:
         fh.write(text)
     return block
 
 
-def page_block(page: Path) -> str:
-    """The generated table block of ``page`` (for the docs test)."""
-    return generated_block(Path(page).read_text(), BEGIN, END)
+def page_blocks(page: Path) -> tuple[str, str]:
+    """The generated speed and guard tables of ``page`` (for the docs test)."""
+    text = Path(page).read_text()
+    return generated_block(text, BEGIN, END), generated_block(text, GUARD_BEGIN, GUARD_END)

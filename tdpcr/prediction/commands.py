@@ -189,7 +189,10 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="test-time local statistics: every global pooling of the model averages a window "
         "of this many pixels around each pixel (train = the checkpoint's training crop), so "
         "windows larger than in training pool what the model was trained on; off = the whole "
-        f"window (default {defaults.local_stats})",
+        f"window (default {defaults.local_stats}). Measured at paper size on 2 CPU cores: "
+        "--window 1024 --local-stats 256 takes 57 min per Sentinel-2 tile against 38 for the "
+        "default (the integral images cost more than the overlap saves) and changes 0.15 %% of "
+        "land-cover pixels (guard: 0.1 %%); --local-stats train changes 0.49 %%",
     )
     parser.add_argument(
         "--pipeline",
