@@ -463,7 +463,7 @@ def test_local_stats_option_refuses_bad_values_in_one_line() -> None:
     assert validate_config(config)["predict"]["local_stats"] == 512
 
 
-def test_a_large_window_with_local_statistics_keeps_the_reference(
+def test_a_large_window_with_local_statistics_against_the_guard(
     trained_full: Path, synthetic_store: Path, tmp_path: Path
 ) -> None:
     import rasterio
@@ -490,10 +490,16 @@ def test_a_large_window_with_local_statistics_keeps_the_reference(
             results[name] = (psnr_per_image(image, clear).item(), b.read(1))
     psnr_ref, labels_ref = results["reference"]
     changed = {name: float((results[name][1] != labels_ref).mean()) for name in ("off", "local")}
+    # Measured: with local statistics of the training crop the reconstruction of the whole-
+    # scene window stays within the guard of the training-size windows, the land cover does
+    # not (about 5.5 % of pixels change on this 150-step model, as without them): so local
+    # statistics are an option, never the default.
     assert abs(results["local"][0] - psnr_ref) <= MAX_PSNR_DELTA_DB, results
-    assert changed["local"] <= MAX_LANDCOVER_CHANGED, changed
-    # What local statistics are for: the whole-scene window alone drifts further.
-    assert changed["off"] >= changed["local"], changed
+    assert changed["local"] > MAX_LANDCOVER_CHANGED, changed
+    assert results["local"][0] != results["off"][0]  # the switch reached the poolings
+    assert PredictOptions().local_stats == "off"
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert validate_config(config)["predict"]["local_stats"] == "off"
 
 
 def test_the_guard_figures_compare_each_path_with_the_reference(

@@ -132,9 +132,12 @@ def guard_options(wildcards, input):
         return []
     return argv(
         [
-            "--guard-checkpoint", "results/models/tdpcr-full",
-            "--guard-store", input.store,
-            "--guard-scenes", entry["root"],
+            "--guard-checkpoint",
+            "results/models/tdpcr-full",
+            "--guard-store",
+            input.store,
+            "--guard-scenes",
+            entry["root"],
         ]
     )
 
