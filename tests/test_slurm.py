@@ -1,11 +1,14 @@
 """The workflow on a real one-node SLURM cluster, through workflow/profiles/slurm.
 
 ``tests/slurm/cluster.sh`` installs slurm-wlm and munge when missing and starts munged, slurmctld
-and slurmd on this host, with one GPU announced as a generic resource (backed by /dev/null: SLURM
-schedules ``--gpus=1`` and sets CUDA_VISIBLE_DEVICES, the trainer finds no usable GPU and runs on
-the CPU). The tiny config then runs with ``snakemake --profile workflow/profiles/slurm``: every
-non-local job goes through ``sbatch``. Needs root on Linux; skipped otherwise, or when SLURM
-cannot be installed here. ``pytest -m slurm -s`` runs only these and prints the wall times.
+and slurmd on this host, with two GPUs announced as a generic resource (backed by /dev/null and
+/dev/zero: SLURM schedules ``--gpus=1`` and sets CUDA_VISIBLE_DEVICES, the trainer finds no usable
+GPU and runs on the CPU). Two, so that two one-GPU jobs share the 2-CPU node at once, as two jobs
+do under the local executor with ``--cores 2``; with one, every training and evaluation job
+waited for the one before it. The tiny config then runs with
+``snakemake --profile workflow/profiles/slurm``: every non-local job goes through ``sbatch``.
+Needs root on Linux; skipped otherwise, or when SLURM cannot be installed here.
+``pytest -m slurm -s`` runs only these and prints the wall times.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm"
 #: Same defaults as cluster.sh; both read the same variables, so overrides reach both.
 STATE_DIR = Path(os.environ.get("TDPCR_SLURM_DIR", "/tmp/tdpcr-slurm"))
 PARTITION = os.environ.get("TDPCR_SLURM_PARTITION", "debug")
+GPUS = int(os.environ.get("TDPCR_SLURM_GPUS", "2"))
 SLURM_CONF = STATE_DIR / "slurm.conf"
 #: Upper bound for one workflow run; the tiny config takes minutes, not this.
 RUN_TIMEOUT_S = 3600
@@ -84,6 +88,7 @@ def client_env() -> dict[str, str]:
     env["SLURM_CONF"] = str(SLURM_CONF)
     env["TDPCR_SLURM_DIR"] = str(STATE_DIR)
     env["TDPCR_SLURM_PARTITION"] = PARTITION
+    env["TDPCR_SLURM_GPUS"] = str(GPUS)
     # The profile reads the partition from SBATCH_PARTITION (its one-run override).
     env["SBATCH_PARTITION"] = PARTITION
     return env
@@ -242,7 +247,7 @@ def test_cluster_announces_a_gpu(slurm_env: dict[str, str]) -> None:
         text=True,
         check=True,
     ).stdout.split()
-    assert nodes[0] in {"idle", "mix", "alloc"} and nodes[1].startswith("gpu:"), nodes
+    assert nodes[0] in {"idle", "mix", "alloc"} and nodes[1].startswith(f"gpu:{GPUS}"), nodes
 
 
 def test_every_non_local_job_went_through_sbatch(slurm_run: Run) -> None:
@@ -287,8 +292,25 @@ def test_gpu_jobs_got_a_gpu_and_training_fell_back_to_cpu(slurm_run: Run) -> Non
         # SLURM set CUDA_VISIBLE_DEVICES; /dev/null is no GPU, so the trainer chose the CPU.
         match = DEVICE_LINE.search(log)
         assert match, f"{variant}: no CPU fallback line with CUDA_VISIBLE_DEVICES in its log"
-        assert match.group(1) == ",".join(str(i) for i in range(int(job.resources["gpu"])))
+        # The job's own GPUs: as many distinct indices as it asked for, among the node's.
+        indices = match.group(1).split(",")
+        assert len(set(indices)) == len(indices) == int(job.resources["gpu"]), indices
+        assert set(indices) <= {str(i) for i in range(GPUS)}, indices
         assert (slurm_run.workdir / "results" / "models" / variant / "meta.json").is_file()
+
+
+def test_two_gpu_jobs_shared_the_node_at_once(slurm_run: Run) -> None:
+    """The node's two GPUs and two CPUs were used together: some two GPU jobs overlapped in
+    time, by SLURM's own start and end records."""
+    require_training_rules()
+    spans = []
+    for job in slurm_run.jobs.values():
+        if int(job.resources.get("gpu", 0)) > 0:
+            info = scontrol_job(job.slurm_ids[-1], client_env())
+            spans.append((info["StartTime"], info["EndTime"]))  # ISO 8601: sorts as text
+    spans.sort()
+    pairs = zip(spans, spans[1:], strict=False)
+    assert any(later[0] < earlier[1] for earlier, later in pairs), spans
 
 
 def test_tables_produced(slurm_run: Run) -> None:
