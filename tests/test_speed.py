@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tdpcr.benchmarks.predict_tile import for_the_tile
+from tdpcr.benchmarks.predict_tile import calibrate_side, for_the_tile
 from tdpcr.core.config import validate_config
 from tdpcr.core.errors import TdpcrError
 from tdpcr.core.hardware import cpu_peak
@@ -345,6 +345,25 @@ def test_int8_is_outside_the_accuracy_guard_never_auto_and_reuses_its_calibratio
     again, described = _int8_run(folder, synthetic_store, test_patches)
     assert described["calibration_cache"] == "reused"
     assert torch.equal(fast["image"], again["image"])
+
+
+def test_the_tile_benchmark_calibrates_an_int8_side_before_timing_it(
+    trained_full: Path, synthetic_store: Path, tmp_path: Path
+) -> None:
+    """The tile benchmark's untimed calibration step leaves the cache every timed strip then
+    reuses (otherwise the first strip alone pays it and the fit's slope turns negative)."""
+    folder = _int8_copy(trained_full, tmp_path)
+    options = {"precision": "int8", "backend": "compile", "calibration_store": str(synthetic_store),
+               "window": 32, "overlap": 8, "batch_size": 2}  # fmt: skip
+    done = calibrate_side({"checkpoint": str(folder), "options": options})
+    assert done["windows"] == 2 and done["seconds"] > 0
+    assert len(list(folder.glob("int8-calibration-*.safetensors"))) == 1
+    predictor = load_predictor(folder, force_cpu=True)
+    execution = ExecutionOptions(precision="int8", calibration_store=str(synthetic_store))
+    predictor.prepare(execution)  # eager: the cache is what is checked, not the kernels
+    predictor(np.zeros((2, 13, 32, 32), np.float32), np.zeros((2, 2, 32, 32), np.float32))
+    assert predictor.runner is not None and predictor.runner.int8 is not None
+    assert predictor.runner.int8["calibration_cache"] == "reused"
 
 
 def test_a_damaged_or_foreign_int8_calibration_is_never_trusted(tmp_path: Path) -> None:

@@ -140,11 +140,11 @@ def _defaults():
 
 #: What int8 measured against fp32 (the Benchmarks page).
 INT8_HELP = (
-    "on the default run's model (2 busy cores, batches of 4 at 256 px) 1.15x faster than fp32 "
-    "eager but 1.7x slower than fp32 --backend compile, after a 2-10 min warm-up, and outside "
-    "the accuracy guard on every scene measured (land-cover pixels changed: 0.49 %% of a "
-    "synthetic test scene, 0.30-1.2 %% of two real SEN12MS-CR triplets, 23 %% of 16 test "
-    "patches; PSNR +0.02 to -0.20 dB; guard 0.05 dB, 0.1 %%): for experiments only"
+    "a whole Sentinel-2 tile at paper size (quiet 2-core CPU) took 32 min against 36 min for "
+    "the fp32 default (1.12x), a ~4 min compilation per run included, after a one-time ~5 min "
+    "calibration per checkpoint; with --backend eager it runs the reference graph, 2.7-3.5x "
+    "slower than fp32. Outside the accuracy guard on every scene measured (0.3-1.2 %% of "
+    "land-cover pixels changed, PSNR within 0.14 dB; guard 0.05 dB, 0.1 %%): for experiments only"
 )
 
 
