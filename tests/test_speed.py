@@ -359,7 +359,9 @@ def test_the_tile_benchmark_calibrates_an_int8_side_before_timing_it(
     assert done["windows"] == 2 and done["seconds"] > 0
     assert len(list(folder.glob("int8-calibration-*.safetensors"))) == 1
     predictor = load_predictor(folder, force_cpu=True)
-    execution = ExecutionOptions(precision="int8", calibration_store=str(synthetic_store))
+    execution = ExecutionOptions(
+        precision="int8", backend="eager", calibration_store=str(synthetic_store)
+    )
     predictor.prepare(execution)  # eager: the cache is what is checked, not the kernels
     predictor(np.zeros((2, 13, 32, 32), np.float32), np.zeros((2, 2, 32, 32), np.float32))
     assert predictor.runner is not None and predictor.runner.int8 is not None

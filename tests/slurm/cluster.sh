@@ -22,7 +22,7 @@
 #   TDPCR_SLURM_DIR        state dir: config, spool, state, logs, pid files (/tmp/tdpcr-slurm)
 #   TDPCR_SLURM_PARTITION  partition name, the default partition (debug)
 #   TDPCR_SLURM_CLUSTER    ClusterName (tdpcr)
-#   TDPCR_SLURM_GPUS       GPUs announced on the node, 0..4 (1)
+#   TDPCR_SLURM_GPUS       GPUs announced on the node, 0..4 (2: two one-GPU jobs at once)
 #   TDPCR_SLURM_MEM_MARGIN_MB  memory kept off RealMemory for the OS and daemons (1024)
 #   TDPCR_SLURM_CTLD_PORT, TDPCR_SLURM_D_PORT  slurmctld/slurmd ports (6817, 6818)
 #   TDPCR_SLURM_WAIT_S     seconds to wait for the node to become idle (60)
@@ -34,7 +34,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 STATE_DIR="${TDPCR_SLURM_DIR:-/tmp/tdpcr-slurm}"
 PARTITION="${TDPCR_SLURM_PARTITION:-debug}"
 CLUSTER_NAME="${TDPCR_SLURM_CLUSTER:-tdpcr}"
-GPUS="${TDPCR_SLURM_GPUS:-1}"
+GPUS="${TDPCR_SLURM_GPUS:-2}"
 MEM_MARGIN_MB="${TDPCR_SLURM_MEM_MARGIN_MB:-1024}"
 CTLD_PORT="${TDPCR_SLURM_CTLD_PORT:-6817}"
 SLURMD_PORT="${TDPCR_SLURM_D_PORT:-6818}"
